@@ -1,0 +1,83 @@
+"""Entry point: pick the mode -- REPL, ``-e "CMD; CMD"``, ``--script FILE`` or piped stdin.
+
+Heavy modules (prompt_toolkit, jinja2, yaml) are imported only by the modes and commands that use them,
+so ``benchctl -e help`` starts fast on a busy login node.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from benchctl import __version__
+
+
+def split_commands(text: str) -> list[str]:
+    """Split ``-e`` text on ``;`` outside quotes (``logs x; stop x`` → two commands)."""
+    parts, current, quote = [], [], ""
+    for ch in text:
+        if quote:
+            if ch == quote:
+                quote = ""
+        elif ch in "'\"":
+            quote = ch
+        elif ch == ";":
+            parts.append("".join(current))
+            current = []
+            continue
+        current.append(ch)
+    parts.append("".join(current))
+    return [p.strip() for p in parts if p.strip()]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="benchctl", description="Deploy, check and benchmark AI-factory services "
+                                "as Slurm jobs, from one shell.")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("-e", "--execute", metavar="CMDS", help="run commands separated by ';' and exit")
+    mode.add_argument("--script", metavar="FILE", help="run commands from FILE (one per line, # comments)")
+    p.add_argument("--keep-going", action="store_true", help="with --script/stdin: continue after a failed command")
+    p.add_argument("--executor", choices=("auto", "slurm", "local"), help="where jobs run (default: config)")
+    p.add_argument("--profile", choices=("auto", "meluxina", "local"), help="site profile (default: config)")
+    p.add_argument("--version", action="version", version=f"benchctl {__version__}")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from benchctl.app import App, setup_logging
+    from benchctl.config import ConfigError
+
+    setup_logging()
+    try:
+        app = App(executor=args.executor, profile=None if args.profile in (None, "auto") else args.profile)
+    except ConfigError as exc:
+        print(f"benchctl: {exc}", file=sys.stderr)
+        return 2
+    try:
+        if args.execute is not None:
+            return 1 if app.run_lines(split_commands(args.execute), keep_going=args.keep_going) else 0
+        if args.script is not None:
+            try:
+                with open(args.script) as fh:
+                    lines = fh.readlines()
+            except OSError as exc:
+                print(f"benchctl: cannot read {args.script}: {exc.strerror}", file=sys.stderr)
+                return 2
+            return 1 if app.run_lines(lines, keep_going=args.keep_going) else 0
+        if not sys.stdin.isatty():
+            return 1 if app.run_lines(sys.stdin, keep_going=args.keep_going) else 0
+        from benchctl.repl import run_repl
+
+        run_repl(app)
+        return 0
+    except BaseException:
+        app.autosave()
+        raise
+    finally:
+        app.autosave()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

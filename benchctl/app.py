@@ -1,0 +1,164 @@
+"""The application object: settings, registry, job table, executor and output for one session.
+
+Every mode (REPL, ``-e``, ``--script``, piped stdin) feeds lines to ``App.onecmd``; the error boundary
+for one command lives in ``App.run_line``, so all modes behave the same.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import sys
+from collections.abc import Iterable
+from datetime import datetime
+from pathlib import Path
+
+from benchctl.commands import CommandError, ExitRepl, Registry, parse_args, split_line
+from benchctl.config import ConfigError, Settings, load_settings, state_dir
+from benchctl.executors import Executor, ExecutorError, make_executor, resolve_executor_name
+from benchctl.jobs import JobTable
+from benchctl.slurm.runner import Runner
+from benchctl.ui import Ui
+
+log = logging.getLogger(__name__)
+
+PROMPT = "benchctl> "
+
+
+class App:
+    """One benchctl session."""
+
+    def __init__(self, *, settings: Settings | None = None, runner: Runner | None = None, ui: Ui | None = None,
+                 executor: str | None = None, profile: str | None = None, executor_obj: Executor | None = None,
+                 templates_dir: Path | None = None) -> None:
+        self.runner = runner or Runner()
+        self.settings = settings or load_settings(
+            executor=executor, profile=profile,
+            resolve_executor=lambda name: resolve_executor_name(name, self.runner))
+        self.ui = ui or Ui()
+        self.session_id = datetime.now().strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(2)
+        self.jobs = JobTable(self.home / "state" / "jobs.json")
+        self.registry = Registry()
+        self._executor = executor_obj
+        self._templates_dir = templates_dir
+        self._ctx = None
+        self.history_strings: list[str] = []  # set by the REPL; `history` reads it
+        self.last_failed = False
+        from benchctl.commands.services import register as register_service_commands
+        from benchctl.commands.session import register as register_session_commands
+
+        register_service_commands(self.registry)
+        register_session_commands(self.registry)
+
+    # ---- lazily built parts --------------------------------------------------------------------
+    @property
+    def home(self) -> Path:
+        return self.settings.home
+
+    @property
+    def session_dir(self) -> Path:
+        return self.home / "sessions" / self.session_id
+
+    @property
+    def executor(self) -> Executor:
+        if self._executor is None:
+            name = self.settings.str("executor")
+            self._executor = make_executor(resolve_executor_name(name, self.runner), self.runner, self.home / "state")
+        return self._executor
+
+    def service_context(self):  # type: ignore[no-untyped-def]
+        """The ServiceContext, built on first use (jinja2 and yaml load only when a service is touched)."""
+        if self._ctx is None:
+            from benchctl.services import ServiceContext, load_images
+            from benchctl.templates import Renderer
+
+            self._ctx = ServiceContext(settings=self.settings, executor=self.executor, jobs=self.jobs,
+                                       renderer=Renderer(self._templates_dir), images=load_images(),
+                                       host_bin_dir=os.path.dirname(sys.executable))
+        return self._ctx
+
+    def service(self, name: str):  # type: ignore[no-untyped-def]
+        from benchctl.services import SERVICES
+
+        cls = SERVICES.get(name)
+        if cls is None:
+            raise CommandError(f"unknown service {name!r} (available: {', '.join(sorted(SERVICES))})")
+        return cls(self.service_context())
+
+    # ---- running commands ------------------------------------------------------------------------
+    def onecmd(self, line: str) -> None:
+        """Run one command line; raises CommandError/ExitRepl for the caller's error boundary."""
+        argv = split_line(line)
+        if not argv:
+            return  # an empty line does nothing (never repeats the last command)
+        command = self.registry.lookup(argv[0])
+        if command is None:
+            raise CommandError(f"unknown command {argv[0]!r} (try 'help')")
+        command.handler(self, parse_args(self, command, argv[1:]))
+
+    def run_line(self, line: str) -> bool:
+        """Run one line with the error boundary; returns False when it failed. ExitRepl propagates."""
+        self.last_failed = False
+        try:
+            self.onecmd(line)
+            return True
+        except ExitRepl:
+            raise
+        except KeyboardInterrupt:
+            self.ui.error("cancelled")
+        except (CommandError, ConfigError, ExecutorError) as exc:
+            self.ui.error(str(exc))
+        except Exception as exc:  # a bug: full traceback to the log file, one line on screen
+            log.exception("command failed: %r", line)
+            self.ui.error(f"internal error: {exc.__class__.__name__}: {exc} (details in {log_file()})")
+        self.last_failed = True
+        return False
+
+    def run_lines(self, lines: Iterable[str], *, keep_going: bool = False, echo: bool = True) -> int:
+        """Batch modes: returns the number of failed commands; stops at the first failure unless keep_going."""
+        failures = 0
+        for raw in lines:
+            line = raw.strip()
+            if not line or line.startswith("#"):
+                continue
+            if echo:
+                self.ui.transcript.record_input(PROMPT, line)
+            try:
+                ok = self.run_line(line)
+            except ExitRepl:
+                break
+            if not ok:
+                failures += 1
+                if not keep_going:
+                    break
+        return failures
+
+    def autosave(self) -> Path | None:
+        """Save the transcript into the session directory (on exit, EOF and crashes)."""
+        if not self.ui.transcript.text().strip():
+            return None
+        try:
+            return self.ui.transcript.save(self.session_dir / "transcript.txt")
+        except OSError as exc:
+            log.warning("autosave failed: %s", exc)
+            return None
+
+
+def log_file() -> Path:
+    return state_dir() / "logs" / "benchctl.log"
+
+
+def setup_logging(level: int = logging.INFO) -> None:
+    """benchctl's own log (tracebacks go here, never to the screen). Tolerates an unwritable state dir."""
+    path = log_file()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handler: logging.Handler = logging.FileHandler(path)
+    except OSError:
+        handler = logging.NullHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger("benchctl")
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    root.propagate = False

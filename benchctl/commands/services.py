@@ -1,0 +1,336 @@
+"""Service commands: start, check, logs, stop, status, bench. Thin: parse → SlurmServer → Ui."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from rich.table import Table
+from rich.text import Text
+
+from benchctl.commands import ArgKind, Command, CommandError, OptSpec, ParsedArgs, Registry
+from benchctl.jobs import Job
+from benchctl.slurm import logparse
+from benchctl.slurm.states import JobState
+
+if TYPE_CHECKING:
+    from benchctl.app import App
+
+_STATE_STYLE = {JobState.RUNNING: "green", JobState.PENDING: "yellow", JobState.COMPLETED: "blue",
+                JobState.FAILED: "red", JobState.TIMEOUT: "red", JobState.CANCELLED: "magenta",
+                JobState.OUT_OF_MEMORY: "red", JobState.NODE_FAIL: "red"}
+
+
+def service_names() -> list[str]:
+    from benchctl.services import SERVICES
+
+    return sorted(SERVICES)
+
+
+def _start_options(app: App, positionals: Sequence[str]) -> tuple[OptSpec, ...]:
+    from benchctl.services import SERVICES
+
+    cls = SERVICES.get(positionals[0]) if positionals else None
+    if cls is None:
+        return ()
+    kinds = {"int": ArgKind.INT, "choice": ArgKind.CHOICE, "path": ArgKind.PATH}
+    return tuple(OptSpec(o.flag, kinds.get(o.kind, ArgKind.TEXT), o.help, o.choices, metavar=o.metavar)
+                 for o in cls.start_options())
+
+
+# ---- target resolution --------------------------------------------------------------------------
+def resolve_jobs(app: App, target: str, *, active_only: bool = False) -> list[Job]:
+    """A job id, or a service name (→ its latest job, or all its active jobs with active_only)."""
+    job = app.jobs.get(target)
+    if job is not None:
+        return [job]
+    if target in service_names():
+        if active_only:
+            jobs = [j for j in app.jobs.all() if j.service == target and not j.state.is_final]
+            if jobs:
+                return jobs
+        latest = app.jobs.latest_for(target, active_only=True) or app.jobs.latest_for(target)
+        if latest is None:
+            raise CommandError(f"no {target} job tracked (start one with 'start {target}')")
+        return [latest]
+    raise CommandError(f"{target!r} is neither a tracked job id nor a service (see 'status')")
+
+
+def refresh(app: App, jobs: Sequence[Job]) -> list[Job]:
+    from benchctl.tracking import refresh_jobs
+
+    mine = [j for j in jobs if j.executor == app.executor.name]
+    updated = refresh_jobs(app.executor, app.jobs, mine)
+    return [updated.get(j.id, j) for j in jobs]
+
+
+# ---- start ---------------------------------------------------------------------------------------
+def load_recipe(path: str, service: Any) -> dict[str, Any]:
+    """A YAML recipe: ``{service: NAME, options: {time: ..., cpus: ...}}`` (or the options mapping alone)."""
+    import yaml
+
+    try:
+        data = yaml.safe_load(Path(path).expanduser().read_text())
+    except OSError as exc:
+        raise CommandError(f"cannot read recipe {path}: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        raise CommandError(f"recipe {path} is not valid YAML: {str(exc).splitlines()[0]}") from None
+    if not isinstance(data, dict):
+        raise CommandError(f"recipe {path}: expected a mapping of options")
+    if "service" in data and data["service"] != service.name:
+        raise CommandError(f"recipe {path} is for {data['service']!r}, not {service.name!r}")
+    options = data.get("options", {k: v for k, v in data.items() if k != "service"})
+    if not isinstance(options, dict):
+        raise CommandError(f"recipe {path}: 'options' must be a mapping")
+    by_dest = {o.dest: o for o in service.start_options()}
+    values = {}
+    for key, raw in options.items():
+        opt = by_dest.get(str(key).replace("-", "_"))
+        if opt is None:
+            raise CommandError(f"recipe {path}: unknown option {key!r} for {service.name}")
+        values[opt.dest] = _convert(opt, raw, f"recipe {path}")
+    return values
+
+
+def _convert(opt: Any, raw: Any, where: str) -> Any:
+    from benchctl.services.options import OptionError
+
+    try:
+        return opt.convert(raw)
+    except OptionError as exc:
+        raise CommandError(f"{where}: {exc}") from None
+
+
+def cmd_start(app: App, args: ParsedArgs) -> None:
+    """Submit a service as a Slurm job. --dry-run prints the batch script and submits nothing."""
+    service = app.service(args.positionals[0])
+    recipe = load_recipe(args.get("recipe"), service) if args.get("recipe") else {}
+    options = {o.dest: _convert(o, args.get(o.dest), "start") for o in service.start_options()
+               if args.get(o.dest) is not None}
+    values = service.resolve(options, recipe)
+    if args.get("dry_run"):
+        script = service.render(values, service.new_run_dir())
+        app.ui.print(Text(script.rstrip("\n")), markup=False)
+        app.ui.info(f"(dry run: nothing submitted; executor {app.executor.name}, runtime {values['runtime']})")
+        return
+    from benchctl.templates import TemplateError
+
+    try:
+        job = service.submit(values)
+    except TemplateError as exc:
+        raise CommandError(f"cannot render {service.template}: {exc}") from None
+    where = ", ".join(f"{k} {values[k]}" for k in ("partition", "time") if values.get(k))
+    app.ui.success(f"submitted {service.name} as job {job.id} ({where or 'local'}; runtime {values['runtime']})")
+    app.ui.info(f"  logs in {job.run_dir}")
+    app.ui.info(f"  next: 'check {service.name} --wait' waits until it is ready")
+
+
+# ---- check ---------------------------------------------------------------------------------------
+def describe(app: App, job: Job) -> None:
+    """Print one job's state, node, endpoint, readiness and tunnel hint."""
+    service = app.service(job.service)
+    style = _STATE_STYLE.get(job.state, "")
+    head = Text.assemble(f"{job.service} job {job.id}: ", (job.state.value, style))
+    if job.state is JobState.PENDING and job.reason:
+        head.append(f" ({job.reason})")
+    node = job.host or job.nodes
+    if node:
+        head.append(f" on {node}")
+    ep = service.endpoint(job)
+    if ep and not job.state.is_final:
+        head.append(f"  {ep.host}:{ep.port}")
+    if job.state is JobState.RUNNING:
+        head.append("  ready" if job.ready else "  not ready yet", style="bold green" if job.ready else "yellow")
+    app.ui.print(head)
+    if job.state.is_final and job.state is not JobState.COMPLETED:
+        app.ui.text(f"  {service.failure_reason(job)}")
+    elif job.state is JobState.COMPLETED and job.exit_code not in (None, 0):
+        app.ui.text(f"  exit code {job.exit_code}")
+    if job.port and node and not job.state.is_final:
+        s = app.settings
+        host = s.str("tunnel.host")
+        if host:
+            import getpass
+            import os
+
+            user = s.str("tunnel.user") or os.environ.get("USER") or getpass.getuser()
+            app.ui.text(f"  tunnel: ssh -p {s.get('tunnel.port')} {user}@{host} -NL {job.port}:{node}:{job.port}")
+        app.ui.text(f"  url:    http://{ep.host if ep else node}:{job.port}{service.health_path}")
+    app.ui.text(f"  logs:   {job.out_path}")
+
+
+def cmd_check(app: App, args: ParsedArgs) -> None:
+    """Show Slurm state, node, endpoint, readiness and the tunnel command; --wait blocks until ready."""
+    if args.positionals:
+        jobs = resolve_jobs(app, args.positionals[0])
+    else:
+        jobs = app.jobs.active() or app.jobs.all()[-1:]
+        if not jobs:
+            raise CommandError("no jobs tracked (start one with 'start SERVICE')")
+    jobs = refresh(app, jobs)
+    if args.get("wait"):
+        timeout = float(args.get("timeout") or app.settings.get("ui.wait_timeout"))
+        jobs = [wait_for(app, job, timeout) for job in jobs]
+        return
+    for job in jobs:
+        service = app.service(job.service)
+        if job.state is JobState.RUNNING and not job.ready and job.port and service.probe(job):
+            job = app.jobs.update(job.id, ready=True) or job
+        describe(app, job)
+
+
+def wait_for(app: App, job: Job, timeout: float) -> Job:
+    from benchctl.services import ServiceError
+
+    service = app.service(job.service)
+    with app.ui.status(f"waiting for {job.label}…") as status:
+        def progress(j: Job, elapsed: float) -> None:
+            where = f" on {j.host or j.nodes}" if (j.host or j.nodes) else ""
+            why = f" ({j.reason})" if j.reason and j.state is JobState.PENDING else ""
+            status.update(f"waiting for {j.label}: {j.state.value}{why}{where}, {elapsed:.0f}s / {timeout:.0f}s")
+
+        try:
+            job = service.wait_ready(job, timeout, progress)
+        except ServiceError as exc:
+            raise CommandError(str(exc)) from None
+    describe(app, job)
+    return job
+
+
+# ---- logs ----------------------------------------------------------------------------------------
+def cmd_logs(app: App, args: ParsedArgs) -> None:
+    """Print the last lines of a job's output (--err: its error file); --follow keeps printing (Ctrl-C ends)."""
+    job = refresh(app, resolve_jobs(app, args.positionals[0]))[0]
+    path = Path(job.err_path if args.get("err") else job.out_path)
+    count = args.get("n", 50)
+    if not path.exists():
+        state = f"job is {job.state.value}" + (f" ({job.reason})" if job.reason else "")
+        app.ui.info(f"no output yet at {path} ({state})")
+        if not args.get("follow"):
+            return
+    app.ui.info(f"==> {path} <==")
+    for line in logparse.tail(path, count):
+        app.ui.text(line)
+    if args.get("follow"):
+        follow(app, job, path)
+
+
+def follow(app: App, job: Job, path: Path) -> None:
+    """Print lines appended to ``path`` until the job ends or the user presses Ctrl-C."""
+    pos = path.stat().st_size if path.exists() else 0
+    last_check = 0.0
+    try:
+        while True:
+            if path.exists():
+                with path.open("rb") as fh:
+                    fh.seek(pos)
+                    chunk = fh.read()
+                if chunk:
+                    pos += len(chunk)
+                    for line in chunk.decode("utf-8", errors="replace").splitlines():
+                        app.ui.text(line)
+            if time.monotonic() - last_check > 2:
+                last_check = time.monotonic()
+                job = refresh(app, [job])[0]
+                if job.state.is_final:
+                    app.ui.info(f"(job {job.id} ended: {job.state.value})")
+                    return
+            time.sleep(0.3)
+    except KeyboardInterrupt:
+        app.ui.info("(stopped following)")
+
+
+# ---- stop ----------------------------------------------------------------------------------------
+def cmd_stop(app: App, args: ParsedArgs) -> None:
+    """Stop a service's jobs, one job, or all: the service shuts down cleanly, then the job is cancelled."""
+    target = args.positionals[0]
+    if target == "all":
+        jobs = [j for j in app.jobs.active() if j.executor == app.executor.name]
+        if not jobs:
+            app.ui.info("no active jobs")
+            return
+    else:
+        jobs = resolve_jobs(app, target, active_only=True)
+    grace = float(app.settings.get("slurm.stop_grace"))
+    for job in jobs:
+        if job.state.is_final:
+            app.ui.info(f"{job.label} already ended ({job.state.value})")
+            continue
+        with app.ui.status(f"stopping {job.label}…"):
+            job = app.service(job.service).stop(job, grace)
+        app.ui.print(Text.assemble(f"stopped {job.service} job {job.id}: ",
+                                   (job.state.value, _STATE_STYLE.get(job.state, ""))))
+
+
+# ---- status --------------------------------------------------------------------------------------
+def job_table(jobs: Sequence[Job]) -> Table:
+    table = Table(show_edge=False, header_style="bold")
+    for col in ("JOB", "SERVICE", "STATE", "NODE", "ENDPOINT", "READY", "AGE", "REASON"):
+        table.add_column(col, no_wrap=col != "REASON")
+    now = time.time()
+    for job in jobs:
+        age = int(now - job.submitted_at)
+        endpoint = f"{job.endpoint_host}:{job.port}" if job.port and not job.state.is_final else ""
+        reason = job.reason or (f"exit {job.exit_code}" if job.exit_code not in (None, 0) else "")
+        table.add_row(job.id, job.service, Text(job.state.value, style=_STATE_STYLE.get(job.state, "")),
+                      job.host or job.nodes, endpoint, "yes" if job.ready else "",
+                      f"{age // 3600}h{age % 3600 // 60:02d}m" if age >= 3600 else f"{age // 60}m{age % 60:02d}s",
+                      reason)
+    return table
+
+
+def cmd_status(app: App, args: ParsedArgs) -> None:
+    """Table of all tracked jobs (refreshed from the scheduler)."""
+    jobs = app.jobs.all()
+    if not jobs:
+        app.ui.info("no jobs tracked")
+        return
+    shown = jobs if args.get("all") else jobs[-20:]
+    from benchctl.executors import ExecutorError
+
+    try:
+        shown = refresh(app, shown)
+    except ExecutorError as exc:
+        app.ui.warn(f"states may be stale: {exc}")
+    app.ui.renderable(job_table(shown))
+
+
+# ---- bench ---------------------------------------------------------------------------------------
+def cmd_bench(app: App, args: ParsedArgs) -> None:
+    """Benchmark a ready service with its benchmark client."""
+    name = args.positionals[0]
+    service = app.service(name)
+    jobs = [j for j in refresh(app, resolve_jobs(app, name)) if j.state is JobState.RUNNING]
+    if not jobs:
+        raise CommandError(f"no running {name} job to benchmark ('start {name}' then 'check {name} --wait')")
+    client = getattr(service, "bench_client", None)
+    if client is None:
+        raise CommandError(f"{name} has no benchmark client yet")
+    client(app, jobs[-1], args)
+
+
+def register(registry: Registry) -> None:
+    target = (ArgKind.TARGET,)
+    registry.add(Command("start", cmd_start, "start SERVICE [options] [--recipe FILE] [--dry-run]",
+                         "submit a service as a Slurm job", (ArgKind.SERVICE,),
+                         (OptSpec("--dry-run", None, "print the batch script, submit nothing"),
+                          OptSpec("--recipe", ArgKind.PATH, "YAML file with start options", metavar="FILE")),
+                         min_args=1, options_for=_start_options))
+    registry.add(Command("check", cmd_check, "check [SERVICE|JOBID] [--wait [--timeout S]]",
+                         "state, node, endpoint, readiness, tunnel hint", target,
+                         (OptSpec("--wait", None, "block until ready (or failed)"),
+                          OptSpec("--timeout", ArgKind.INT, "seconds --wait waits", metavar="S"))))
+    registry.add(Command("logs", cmd_logs, "logs SERVICE|JOBID [--follow] [--err] [-n N]",
+                         "show a job's output", target,
+                         (OptSpec("--follow", None, "keep printing new lines (Ctrl-C ends)", short="-f"),
+                          OptSpec("--err", None, "the error file instead of the output file"),
+                          OptSpec("-n", ArgKind.INT, "number of lines (default 50)", metavar="N")),
+                         min_args=1))
+    registry.add(Command("stop", cmd_stop, "stop SERVICE|JOBID|all", "stop cleanly, then cancel the job",
+                         (ArgKind.TARGET_ALL,), min_args=1))
+    registry.add(Command("status", cmd_status, "status [--all]", "table of tracked jobs", (),
+                         (OptSpec("--all", None, "all jobs, not just the last 20"),)))
+    registry.add(Command("bench", cmd_bench, "bench SERVICE [options]", "benchmark a ready service",
+                         (ArgKind.SERVICE,), min_args=1))

@@ -1,0 +1,118 @@
+"""Session commands: help, history, save, config, exit."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from rich.table import Table
+from rich.text import Text
+
+from benchctl.commands import ArgKind, Command, CommandError, ExitRepl, OptSpec, ParsedArgs, Registry
+
+if TYPE_CHECKING:
+    from benchctl.app import App
+
+
+def cmd_help(app: App, args: ParsedArgs) -> None:
+    """List commands, or describe one command and its options."""
+    if not args.positionals:
+        table = Table(show_edge=False, show_header=False, box=None, padding=(0, 2))
+        for command in app.registry:
+            table.add_row(Text(command.usage, style="bold"), command.summary)
+        app.ui.renderable(table)
+        app.ui.info("services: " + ", ".join(_services()) + "    ('help CMD' for details)")
+        return
+    command = app.registry.lookup(args.positionals[0])
+    if command is None:
+        raise CommandError(f"no command {args.positionals[0]!r} (try 'help')")
+    app.ui.print(Text(f"usage: {command.usage}", style="bold"))
+    doc = (command.handler.__doc__ or command.summary).strip()
+    app.ui.text(doc)
+    if command.aliases:
+        app.ui.text(f"aliases: {', '.join(command.aliases)}")
+    options = list(command.options)
+    if command.name == "start":
+        from benchctl.commands.services import _start_options
+
+        for name in _services():
+            extra = [o for o in _start_options(app, [name]) if o.flag not in {x.flag for x in options}]
+            options.extend(extra)
+    if options:
+        table = Table(show_edge=False, show_header=False, box=None, padding=(0, 2))
+        for opt in options:
+            value = f" {opt.metavar or opt.value.value.upper()}" if opt.value else ""
+            if opt.choices:
+                value = " {" + "|".join(opt.choices) + "}"
+            flags = f"{opt.short}, {opt.flag}" if opt.short else opt.flag
+            table.add_row(f"  {flags}{value}", opt.help)
+        app.ui.renderable(table)
+
+
+def _services() -> list[str]:
+    from benchctl.commands.services import service_names
+
+    return service_names()
+
+
+def cmd_history(app: App, args: ParsedArgs) -> None:
+    """Show the last N commands (default 20) from the history file."""
+    text = args.positionals[0] if args.positionals else "20"
+    if not text.isdigit():
+        raise CommandError(f"history: N must be a number, got {text!r}")
+    count = int(text)
+    lines = app.history_strings[-count:] if count else []
+    width = len(str(len(app.history_strings)))
+    start = len(app.history_strings) - len(lines) + 1
+    for i, line in enumerate(lines, start):
+        app.ui.text(f"{i:>{width}}  {line}")
+
+
+def cmd_save(app: App, args: ParsedArgs) -> None:
+    """Save the session transcript (text, and HTML with --html) plus a summary of the session's jobs."""
+    if args.positionals:
+        target = Path(args.positionals[0]).expanduser()
+        if target.is_dir() or args.positionals[0].endswith("/"):
+            target = target / "transcript.txt"
+    else:
+        target = app.session_dir / "transcript.txt"
+    try:
+        app.ui.transcript.save(target)
+        saved = [target]
+        if args.get("html"):
+            saved.append(app.ui.transcript.save(target.with_suffix(".html"), html=True))
+        jobs_file = target.with_name(target.stem + "-jobs.json")
+        jobs_file.write_text(json.dumps([j.to_dict() for j in app.jobs.all()], indent=1))
+    except OSError as exc:
+        raise CommandError(f"cannot save to {target}: {exc.strerror}") from None
+    app.ui.success("saved " + ", ".join(str(p) for p in saved) + f" (jobs and their log paths: {jobs_file.name})")
+
+
+def cmd_config(app: App, args: ParsedArgs) -> None:
+    """Show the effective configuration and where each value came from."""
+    table = Table(show_edge=False, header_style="bold")
+    for col in ("SETTING", "VALUE", "FROM"):
+        table.add_column(col)
+    s = app.settings
+    for key in sorted(s.values):
+        table.add_row(key, Text(json.dumps(s.values[key]) if not isinstance(s.values[key], str) else s.values[key]),
+                      s.sources.get(key, ""))
+    app.ui.renderable(table)
+    from benchctl.config import user_config_path
+
+    app.ui.text(f"user config: {user_config_path()}    benchctl home: {app.home}")
+
+
+def cmd_exit(app: App, args: ParsedArgs) -> None:
+    """Leave benchctl (jobs keep running; a later benchctl re-attaches to them)."""
+    raise ExitRepl
+
+
+def register(registry: Registry) -> None:
+    registry.add(Command("help", cmd_help, "help [COMMAND]", "list commands or describe one", (ArgKind.COMMAND,)))
+    registry.add(Command("history", cmd_history, "history [N]", "show recent commands", (ArgKind.INT,)))
+    registry.add(Command("save", cmd_save, "save [PATH] [--html]", "save the session transcript",
+                         (ArgKind.PATH,), (OptSpec("--html", None, "also write an HTML transcript"),)))
+    registry.add(Command("config", cmd_config, "config", "effective settings and their sources"))
+    registry.add(Command("exit", cmd_exit, "exit", "leave benchctl (jobs keep running)", aliases=("quit",)))

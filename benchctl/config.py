@@ -1,0 +1,164 @@
+"""Layered configuration with provenance, and benchctl's file locations.
+
+Layers, lowest first: packaged defaults (``data/default_config.toml``) → site profile
+(``data/profiles/<name>.toml``) → user file (``$BENCHCTL_CONFIG`` or XDG) → recipe → command options.
+Every value remembers which layer set it, so ``benchctl config`` can say why a value is what it is.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on Python 3.10 only
+    import tomli as tomllib
+
+PROFILES = ("meluxina", "local")
+
+
+class ConfigError(ValueError):
+    """A configuration file or value is unusable; the message names the file and key."""
+
+
+def xdg_dir(kind: str, fallback: str) -> Path:
+    """``$XDG_<KIND>_HOME/benchctl`` or ``~/<fallback>/benchctl``."""
+    base = os.environ.get(f"XDG_{kind}_HOME") or str(Path.home() / fallback)
+    return Path(base) / "benchctl"
+
+
+def user_config_path() -> Path:
+    env = os.environ.get("BENCHCTL_CONFIG")
+    return Path(env).expanduser() if env else xdg_dir("CONFIG", ".config") / "config.toml"
+
+
+def state_dir() -> Path:
+    """History and benchctl's own log live here (per user, not per project)."""
+    return xdg_dir("STATE", ".local/state")
+
+
+def _flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            flat.update(_flatten(value, f"{name}."))
+        else:
+            flat[name] = value
+    return flat
+
+
+def _load_toml_text(text: str, origin: str) -> dict[str, Any]:
+    try:
+        return _flatten(tomllib.loads(text))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{origin}: {exc}") from None
+
+
+def _packaged(name: str) -> str:
+    return resources.files("benchctl.data").joinpath(name).read_text()
+
+
+@dataclass
+class Settings:
+    """Effective configuration: ``values[key]`` and ``sources[key]`` (the layer that set it)."""
+
+    values: dict[str, Any] = field(default_factory=dict)
+    sources: dict[str, str] = field(default_factory=dict)
+
+    def layer(self, data: Mapping[str, Any], source: str, *, strict: bool = True) -> None:
+        """Apply a layer. Unknown keys are an error (a typo should not be silently ignored)."""
+        for key, value in data.items():
+            if strict and key not in self.values:
+                raise ConfigError(f"{source}: unknown setting {key!r}")
+            default = self.values.get(key)
+            if default is not None and value is not None and not _same_kind(default, value):
+                raise ConfigError(f"{source}: {key} should be {type(default).__name__}, got {value!r}")
+            self.values[key] = value
+            self.sources[key] = source
+
+    def get(self, key: str) -> Any:
+        return self.values[key]
+
+    def str(self, key: str) -> str:
+        return str(self.values[key])
+
+    def expand(self, key: str, **extra: str) -> str:
+        """A path-like value with ``{home}``, ``{scratch}``, ``{account}``, ``{user}`` expanded."""
+        return self.expand_text(self.str(key), **extra)
+
+    def expand_text(self, text: str, **extra: str) -> str:
+        names = {"user": os.environ.get("USER") or getpass.getuser(), "account": self.str("slurm.account"),
+                 "home": str(Path(os.path.expanduser(self.str("home"))))}
+        names.update(extra)
+        for _ in range(3):  # {scratch} may itself contain {account}
+            if "{scratch}" in text:
+                text = text.replace("{scratch}", self.str("paths.scratch"))
+            for k, v in names.items():
+                text = text.replace("{" + k + "}", v)
+        return os.path.expanduser(text)
+
+    @property
+    def home(self) -> Path:
+        return Path(self.expand("home"))
+
+    def copy(self) -> Settings:
+        return Settings(dict(self.values), dict(self.sources))
+
+
+def _same_kind(default: Any, value: Any) -> bool:
+    if isinstance(default, bool) or isinstance(value, bool):
+        return isinstance(default, bool) and isinstance(value, bool)
+    if isinstance(default, (int, float)):
+        return isinstance(value, (int, float))
+    return isinstance(value, type(default))
+
+
+def load_settings(*, executor: str | None = None, profile: str | None = None,
+                  config_path: Path | None = None, env: Mapping[str, str] | None = None,
+                  resolve_executor: Callable[[str], str] = lambda name: name) -> Settings:
+    """Build the effective settings.
+
+    ``executor``/``profile`` are command-line choices (highest precedence). ``resolve_executor`` turns
+    ``auto`` into a concrete executor; the profile ``auto`` then picks ``meluxina`` unless the executor is
+    ``local`` (a machine without Slurm is not a MeluXina login node).
+    """
+    env = os.environ if env is None else env
+    settings = Settings()
+    settings.layer(_load_toml_text(_packaged("default_config.toml"), "default"), "default", strict=False)
+    path = config_path or user_config_path()
+    user: dict[str, Any] = {}
+    if path.exists():
+        try:
+            user = _load_toml_text(path.read_text(), str(path))
+        except OSError as exc:
+            raise ConfigError(f"{path}: {exc.strerror}") from None
+    if env.get("BENCHCTL_HOME"):
+        user["home"] = env["BENCHCTL_HOME"]
+    requested = executor or str(user.get("executor", "auto"))
+    resolved = resolve_executor(requested)
+    chosen = profile or str(user.get("profile", "auto"))
+    if chosen == "auto":
+        chosen = "local" if resolved == "local" else "meluxina"
+    if chosen not in PROFILES:
+        raise ConfigError(f"unknown profile {chosen!r} (choose from {', '.join(PROFILES)})")
+    settings.layer(_load_toml_text(_packaged(f"profiles/{chosen}.toml"), f"profile {chosen}"), f"profile {chosen}")
+    settings.layer(user, f"user {path}")
+    if env.get("BENCHCTL_HOME"):
+        settings.sources["home"] = "env BENCHCTL_HOME"
+    settings.values["profile"] = chosen
+    if profile:
+        settings.sources["profile"] = "option"
+    if executor:
+        settings.sources["executor"] = "option"
+    if resolved != requested:
+        settings.sources["executor"] = f"{settings.sources['executor']} ({requested})"
+    settings.values["executor"] = resolved
+    return settings

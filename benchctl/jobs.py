@@ -1,0 +1,163 @@
+"""Job records and the persisted job table.
+
+The table is the single source the toolbar, the completer and ``status`` read; only the poller and the
+commands write it. It is saved atomically (temp file + rename) so a killed shell never leaves a torn file,
+and a restarted shell re-attaches to jobs that still run.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+import threading
+import time
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+
+from benchctl.slurm.states import JobState
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Job:
+    """One submitted job. Frozen: updates go through ``JobTable.update`` which swaps the record."""
+
+    id: str
+    service: str
+    executor: str
+    state: JobState = JobState.PENDING
+    reason: str = ""
+    nodes: str = ""
+    host: str = ""
+    ip: str = ""
+    port: int | None = None
+    ready: bool = False
+    exit_code: int | None = None
+    submitted_at: float = field(default_factory=time.time)
+    updated_at: float = field(default_factory=time.time)
+    script_path: str = ""
+    out_path: str = ""
+    err_path: str = ""
+    run_dir: str = ""
+    time_limit_hit: bool = False
+    options: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        return f"{self.service}:{self.id}"
+
+    @property
+    def endpoint_host(self) -> str:
+        """Address to reach the service at: the IP the job printed, else the node name."""
+        return self.ip or self.host or (self.nodes.split(",")[0] if self.nodes else "")
+
+    def to_dict(self) -> dict[str, object]:
+        data = asdict(self)
+        data["state"] = self.state.value
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, object]) -> Job:
+        known = {f.name for f in fields(cls)}
+        clean = {k: v for k, v in data.items() if k in known}
+        clean["state"] = JobState(str(clean.get("state", "UNKNOWN"))) if str(
+            clean.get("state")) in JobState._value2member_map_ else JobState.UNKNOWN
+        return cls(**clean)  # type: ignore[arg-type]
+
+
+class JobTable:
+    """Thread-safe, JSON-persisted map of job id → Job, in submission order."""
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        self._lock = threading.RLock()
+        self._jobs: dict[str, Job] = {}
+        self.version = 0  # bumped on every change; the toolbar uses it to skip redundant redraws
+        if path is not None:
+            self._load()
+
+    def _load(self) -> None:
+        assert self.path is not None
+        try:
+            data = json.loads(self.path.read_text())
+        except FileNotFoundError:
+            return
+        except (OSError, ValueError) as exc:
+            # Keep the broken file for inspection rather than silently overwriting the user's job list.
+            backup = self.path.with_suffix(".corrupt")
+            log.warning("job table %s unreadable (%s); moved to %s", self.path, exc, backup)
+            os.replace(self.path, backup)
+            return
+        for item in data.get("jobs", []):
+            try:
+                job = Job.from_dict(item)
+            except (TypeError, ValueError) as exc:
+                log.warning("skipping bad job record %r: %s", item, exc)
+                continue
+            self._jobs[job.id] = job
+
+    def save(self) -> None:
+        if self.path is None:
+            return
+        with self._lock:
+            payload = {"version": 1, "jobs": [j.to_dict() for j in self._jobs.values()]}
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".jobs-", suffix=".json", dir=self.path.parent)
+        try:
+            with os.fdopen(fd, "w") as fh:
+                json.dump(payload, fh, indent=1)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.chmod(tmp, 0o600)
+            os.replace(tmp, self.path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    def add(self, job: Job) -> None:
+        with self._lock:
+            self._jobs[job.id] = job
+            self.version += 1
+        self.save()
+
+    def update(self, job_id: str, **changes: object) -> Job | None:
+        """Apply changes to a job; returns the new record (None if unknown). Saves only if something changed."""
+        with self._lock:
+            old = self._jobs.get(job_id)
+            if old is None:
+                return None
+            new = replace(old, **changes)  # type: ignore[arg-type]
+            if new == replace(old, updated_at=new.updated_at):
+                return old
+            new = replace(new, updated_at=time.time())
+            self._jobs[job_id] = new
+            self.version += 1
+        self.save()
+        return new
+
+    def remove(self, job_id: str) -> None:
+        with self._lock:
+            if self._jobs.pop(job_id, None) is not None:
+                self.version += 1
+        self.save()
+
+    def get(self, job_id: str) -> Job | None:
+        with self._lock:
+            return self._jobs.get(job_id)
+
+    def all(self) -> list[Job]:
+        with self._lock:
+            return list(self._jobs.values())
+
+    def active(self) -> list[Job]:
+        return [j for j in self.all() if not j.state.is_final]
+
+    def latest_for(self, service: str, *, active_only: bool = False) -> Job | None:
+        """The most recently submitted job of a service (active ones first when asked)."""
+        jobs = [j for j in self.all() if j.service == service]
+        if active_only:
+            jobs = [j for j in jobs if not j.state.is_final]
+        return max(jobs, key=lambda j: j.submitted_at, default=None)

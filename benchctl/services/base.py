@@ -1,0 +1,244 @@
+"""``SlurmServer``: the life cycle every service shares -- render, submit, track, wait, endpoint, logs, stop.
+
+A concrete service is declarative (see ``chroma.py``): a name, a template, an image, a health path, its
+own options and the extra template values it needs. Everything else is here.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+import time
+import urllib.error
+import urllib.request
+from abc import ABC
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any, ClassVar
+
+from benchctl.config import Settings
+from benchctl.executors.base import Executor
+from benchctl.jobs import Job, JobTable
+from benchctl.services.options import COMMON_OPTIONS, Option
+from benchctl.slurm import logparse
+from benchctl.slurm.states import JobState
+from benchctl.templates import Renderer
+from benchctl.tracking import refresh_jobs
+
+log = logging.getLogger(__name__)
+
+
+class ServiceError(RuntimeError):
+    """A service action failed for a reason the user should read (job failed, timeout, ...)."""
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Where a ready service answers."""
+
+    host: str
+    port: int
+    scheme: str = "http"
+    path_prefix: str = ""
+
+    @property
+    def url(self) -> str:
+        return f"{self.scheme}://{self.host}:{self.port}{self.path_prefix}"
+
+
+@dataclass
+class ServiceContext:
+    """What services need from the application; one per App."""
+
+    settings: Settings
+    executor: Executor
+    jobs: JobTable
+    renderer: Renderer
+    images: Mapping[str, str]
+    host_bin_dir: str  # put on PATH in runtime-none jobs (where `chroma` etc. were installed)
+
+
+# No proxies: HPC login nodes often export http_proxy, which cannot reach compute nodes.
+_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+def http_get(url: str, timeout: float = 3.0) -> tuple[int, str]:
+    """GET ``url``; returns (status, body). Status 0 means no connection."""
+    try:
+        with _OPENER.open(url, timeout=timeout) as resp:  # noqa: S310 - URL built from job markers
+            return resp.status, resp.read(65536).decode("utf-8", errors="replace")
+    except urllib.error.HTTPError as exc:
+        return exc.code, ""
+    except (OSError, ValueError):
+        return 0, ""
+
+
+class SlurmServer(ABC):
+    """Base of all services. Subclasses set the class attributes and may add template values."""
+
+    name: ClassVar[str]
+    summary: ClassVar[str]
+    template: ClassVar[str]
+    health_path: ClassVar[str] = "/"
+    default_port: ClassVar[int] = 0  # 0 = the job picks a free port on its node
+    uses_gpu: ClassVar[bool] = False
+    default_cpus: ClassVar[int] = 2
+    ready_timeout: ClassVar[int] = 600
+    extra_options: ClassVar[tuple[Option, ...]] = ()
+
+    def __init__(self, ctx: ServiceContext) -> None:
+        self.ctx = ctx
+
+    # ---- declaration -----------------------------------------------------------------------
+    @classmethod
+    def start_options(cls) -> tuple[Option, ...]:
+        return COMMON_OPTIONS + cls.extra_options
+
+    def template_values(self, values: Mapping[str, Any], run_dir: Path) -> dict[str, Any]:
+        """Service-specific template variables (besides ``job``)."""
+        return {}
+
+    # ---- render / submit ---------------------------------------------------------------------
+    def resolve(self, options: Mapping[str, Any], recipe: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """Effective start values: command option > recipe > settings (user config > profile > default)."""
+        s = self.ctx.settings
+        values: dict[str, Any] = {
+            "partition": s.str("slurm.partition_gpu" if self.uses_gpu else "slurm.partition_cpu"),
+            "account": s.str("slurm.account"), "qos": s.str("slurm.qos"), "time": s.str("slurm.time"),
+            "cpus": self.default_cpus, "mem": "", "nodes": 1, "gpus": 4 if self.uses_gpu else 0,
+            "port": self.default_port, "runtime": s.str("container.runtime"), "image": self.ctx.images.get(self.name, ""),
+        }
+        for opt in self.extra_options:
+            values[opt.dest] = opt.default
+        for layer in (recipe or {}, options):
+            values.update({k: v for k, v in layer.items() if v is not None})
+        if values["runtime"] == "auto":
+            values["runtime"] = "none" if s.str("executor") == "local" else "apptainer"
+        return values
+
+    def job_values(self, values: Mapping[str, Any], run_dir: Path) -> dict[str, Any]:
+        s = self.ctx.settings
+        image = str(values["image"])
+        sif_name = image.rsplit("/", 1)[-1].replace(":", "_") + ".sif" if image else f"{self.name}.sif"
+        return {
+            "service": self.name, "name": f"benchctl-{self.name}",
+            "account": values["account"], "partition": values["partition"], "qos": values["qos"],
+            "time": values["time"], "nodes": int(values["nodes"]), "cpus": int(values["cpus"]),
+            "mem": values["mem"], "gpus": int(values["gpus"]),
+            "output": str(run_dir / "slurm-%j.out"), "error": str(run_dir / "slurm-%j.err"),
+            "modules": list(s.get("container.modules")), "runtime": values["runtime"],
+            "path_prepend": self.ctx.host_bin_dir if values["runtime"] == "none" else "",
+            "image": image, "sif": str(Path(s.expand("container.sif_dir")) / sif_name),
+            "port": int(values["port"]), "ready_timeout": self.ready_timeout,
+        }
+
+    def render(self, values: Mapping[str, Any], run_dir: Path) -> str:
+        context = {"job": self.job_values(values, run_dir), **self.template_values(values, run_dir)}
+        return self.ctx.renderer.render(self.template, context)
+
+    def new_run_dir(self) -> Path:
+        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+        return self.ctx.settings.home / "jobs" / f"{self.name}-{stamp}-{secrets.token_hex(2)}"
+
+    def submit(self, values: Mapping[str, Any]) -> Job:
+        run_dir = self.new_run_dir()
+        script = self.render(values, run_dir)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        script_path = run_dir / "job.sh"
+        script_path.write_text(script)
+        script_path.chmod(0o700)
+        job_id = self.ctx.executor.submit(script_path, cwd=run_dir)
+        (run_dir / "job.json").write_text(json.dumps({"job_id": job_id, "service": self.name,
+                                                      "values": {k: str(v) for k, v in values.items()}}, indent=1))
+        job = Job(id=job_id, service=self.name, executor=self.ctx.executor.name, script_path=str(script_path),
+                  out_path=str(run_dir / f"slurm-{job_id}.out"), err_path=str(run_dir / f"slurm-{job_id}.err"),
+                  run_dir=str(run_dir), options={k: str(v) for k, v in values.items()})
+        self.ctx.jobs.add(job)
+        return job
+
+    # ---- track / ready -----------------------------------------------------------------------
+    def refresh(self, job: Job) -> Job:
+        return refresh_jobs(self.ctx.executor, self.ctx.jobs, [job]).get(job.id, job)
+
+    def endpoint(self, job: Job) -> Endpoint | None:
+        if not job.port:
+            return None
+        connect = self.ctx.settings.str("network.connect")
+        host = {"localhost": "127.0.0.1", "node": job.host or job.nodes}.get(connect, job.endpoint_host)
+        return Endpoint(host, job.port) if host else None
+
+    def probe(self, job: Job) -> bool:
+        """One readiness check: the service's health endpoint answers 200."""
+        ep = self.endpoint(job)
+        return ep is not None and http_get(ep.url + self.health_path)[0] == 200
+
+    def wait_ready(self, job: Job, timeout: float, progress: Callable[[Job, float], None] | None = None) -> Job:
+        """Poll job state and the health endpoint until ready; ServiceError on failure or timeout."""
+        start = time.monotonic()
+        interval = 0.5
+        while True:
+            job = self.refresh(job)
+            if job.state.is_final:
+                raise ServiceError(self.failure_reason(job))
+            if job.state is JobState.RUNNING and job.port and self.probe(job):
+                return self.ctx.jobs.update(job.id, ready=True) or job
+            elapsed = time.monotonic() - start
+            if elapsed >= timeout:
+                raise ServiceError(f"{job.label} not ready after {timeout:.0f} s (state {job.state.value}"
+                                   f"{', ' + job.reason if job.reason else ''}); it keeps running — "
+                                   f"'logs {job.id}' shows its output")
+            if progress:
+                progress(job, elapsed)
+            time.sleep(min(interval, max(0.1, timeout - elapsed)))
+            interval = min(interval * 1.5, 5.0)
+
+    def failure_reason(self, job: Job) -> str:
+        info = self.log_info(job)
+        what = {JobState.TIMEOUT: "hit its time limit", JobState.CANCELLED: "was cancelled",
+                JobState.OUT_OF_MEMORY: "ran out of memory", JobState.NODE_FAIL: "lost its node"}.get(
+            job.state, f"ended {job.state.value}")
+        text = f"{job.label} {what}"
+        if job.exit_code not in (None, 0):
+            text += f" (exit code {job.exit_code})"
+        if info.time_limit_line:
+            text += f": {info.time_limit_line}"
+        err = self.last_error_line(job)
+        if err and job.state is JobState.FAILED:
+            text += f"; last error: {err}"
+        return text
+
+    def last_error_line(self, job: Job) -> str:
+        for line in reversed(logparse.tail(Path(job.err_path), 20) if job.err_path else []):
+            if line.strip():
+                return line.strip()
+        return ""
+
+    def log_info(self, job: Job) -> logparse.LogInfo:
+        return logparse.parse_files(Path(job.out_path) if job.out_path else None,
+                                    Path(job.err_path) if job.err_path else None)
+
+    # ---- stop --------------------------------------------------------------------------------
+    def stop(self, job: Job, grace: float, *, poll: float = 0.5) -> Job:
+        """Graceful stop: TERM to the service (it flushes and exits), then cancel the job."""
+        job = self.refresh(job)
+        if job.state.is_final:
+            return job
+        executor = self.ctx.executor
+        if job.state is JobState.RUNNING:
+            executor.signal(job.id, "TERM")
+            deadline = time.monotonic() + grace
+            while time.monotonic() < deadline:
+                if "STOPPED" in self.log_info(job).markers or self.refresh(job).state.is_final:
+                    break
+                time.sleep(poll)
+        executor.cancel(job.id)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            job = self.refresh(job)
+            if job.state.is_final:
+                break
+            time.sleep(poll)
+        return self.ctx.jobs.update(job.id, ready=False) or job

@@ -1,0 +1,126 @@
+"""Read what a job printed: benchctl's ``BENCHCTL_*`` markers and Slurm's own kill lines.
+
+Templates print ``BENCHCTL_HOST=``, ``BENCHCTL_IP=``, ``BENCHCTL_PORT=`` and ``BENCHCTL_READY=`` lines on
+stdout; slurmstepd writes cancel/time-limit lines to stderr. MeluXina's form of the time-limit line is
+``error: *** job N CANCELLED DUE TO TIME LIMIT ***``; upstream prints
+``*** JOB N ON node CANCELLED AT time DUE TO TIME LIMIT ***`` -- both are recognised.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+_MARKER_RE = re.compile(r"^BENCHCTL_([A-Z_]+)=(.*)$")
+_ANSI_RE = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+_TIME_LIMIT_RE = re.compile(
+    r"\*\*\* (?:JOB|job|STEP|step) (?P<id>[\d._+]+)(?: ON (?P<node>\S+))? CANCELLED"
+    r"(?: AT (?P<at>\S+))? DUE TO TIME LIMIT \*\*\*"
+)
+_CANCELLED_RE = re.compile(
+    r"\*\*\* (?:JOB|job) (?P<id>[\d_+]+)(?: ON (?P<node>\S+))? CANCELLED(?: AT (?P<at>\S+))?(?: DUE TO (?P<why>[A-Z ]+))? \*\*\*"
+)
+_OOM_RE = re.compile(r"Detected \d+ oom[_-]kill event|oom-kill|Out Of Memory", re.IGNORECASE)
+
+# Reading a multi-GB log to find a marker would stall the shell; markers are printed early, kill lines late.
+_HEAD_BYTES = 256 * 1024
+_TAIL_BYTES = 64 * 1024
+
+
+@dataclass
+class LogInfo:
+    """What the log files told us; empty fields mean "not printed (yet)"."""
+
+    markers: dict[str, str] = field(default_factory=dict)
+    time_limit_line: str = ""
+    cancelled_line: str = ""
+    oom_line: str = ""
+
+    @property
+    def host(self) -> str:
+        return self.markers.get("HOST", "")
+
+    @property
+    def node(self) -> str:
+        return self.markers.get("NODE", "") or self.host
+
+    @property
+    def ip(self) -> str:
+        return self.markers.get("IP", "")
+
+    @property
+    def port(self) -> int | None:
+        value = self.markers.get("PORT", "")
+        return int(value) if value.isdigit() else None
+
+    @property
+    def ready(self) -> bool:
+        return bool(self.markers.get("READY"))
+
+    @property
+    def hit_time_limit(self) -> bool:
+        return bool(self.time_limit_line)
+
+
+def parse_lines(lines: list[str], info: LogInfo | None = None) -> LogInfo:
+    """Fold log lines into ``info``; later markers override earlier ones (a requeued job prints them again)."""
+    info = info or LogInfo()
+    for raw in lines:
+        line = _ANSI_RE.sub("", raw).rstrip("\r\n")
+        m = _MARKER_RE.match(line.strip())
+        if m:
+            info.markers[m.group(1)] = m.group(2).strip()
+            continue
+        if "CANCELLED" in line:
+            if _TIME_LIMIT_RE.search(line):
+                info.time_limit_line = line.strip()
+            elif _CANCELLED_RE.search(line):
+                info.cancelled_line = line.strip()
+        elif _OOM_RE.search(line):
+            info.oom_line = line.strip()
+    return info
+
+
+def read_bounded(path: Path) -> list[str]:
+    """Lines from the head and tail of a file, without reading all of a huge log."""
+    try:
+        with path.open("rb") as fh:
+            size = fh.seek(0, 2)
+            fh.seek(0)
+            if size <= _HEAD_BYTES + _TAIL_BYTES:
+                data = fh.read()
+            else:
+                head = fh.read(_HEAD_BYTES)
+                fh.seek(size - _TAIL_BYTES)
+                data = head + b"\n" + fh.read()
+    except OSError:
+        return []
+    return data.decode("utf-8", errors="replace").splitlines()
+
+
+def parse_files(*paths: Path | None) -> LogInfo:
+    """Parse a job's stdout and stderr files (missing files are fine: the job may not have started)."""
+    info = LogInfo()
+    for path in paths:
+        if path is not None:
+            parse_lines(read_bounded(path), info)
+    return info
+
+
+def tail(path: Path, n: int) -> list[str]:
+    """The last ``n`` lines of a file (reads at most the last few MB)."""
+    if n <= 0:
+        return []
+    try:
+        with path.open("rb") as fh:
+            size = fh.seek(0, 2)
+            block = min(size, max(64 * 1024, n * 400))
+            fh.seek(size - block)
+            data = fh.read()
+    except OSError:
+        return []
+    lines = data.decode("utf-8", errors="replace").splitlines()
+    if block < size and lines:
+        lines = lines[1:]  # the first line is probably cut
+    return lines[-n:]

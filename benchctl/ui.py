@@ -1,0 +1,95 @@
+"""The one output chokepoint: everything shown goes through ``Ui``, which tees it into the transcript.
+
+The terminal console is created without ``file=`` so it follows ``sys.stdout`` -- inside
+``patch_stdout`` that is prompt_toolkit's proxy, and background lines land above the prompt. The
+transcript is a never-displayed recording console. Live displays (spinners) go to the terminal only, so
+their frames never clutter the record; a summary line follows them. Text from outside (logs, Slurm
+messages) is printed with markup and highlighting off: ``[rank0]`` or ``[/scratch/x]`` must survive.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console, RenderableType
+from rich.text import Text
+
+from benchctl.redact import redact
+
+
+class Transcript:
+    """Records everything shown in a session; exports text and HTML without clearing the record."""
+
+    def __init__(self, width: int = 120) -> None:
+        self._sink = open(os.devnull, "w")  # noqa: SIM115 - lives as long as the session
+        self.console = Console(record=True, file=self._sink, width=width, force_terminal=False,
+                               color_system="truecolor", highlight=False)
+
+    def record_input(self, prompt: str, line: str) -> None:
+        """The typed line is drawn by prompt_toolkit, not by us: record it explicitly (secrets masked)."""
+        self.console.print(Text(f"{prompt}{redact(line)}", style="bold"), markup=False, highlight=False)
+
+    def text(self) -> str:
+        return self.console.export_text(clear=False)
+
+    def save(self, path: Path, *, html: bool = False) -> Path:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        content = self.console.export_html(clear=False) if html else self.console.export_text(clear=False)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(content)
+        return path
+
+
+class Ui:
+    """Prints to the terminal and the transcript under one lock (the poller thread prints too)."""
+
+    def __init__(self, console: Console | None = None, transcript: Transcript | None = None) -> None:
+        self.console = console or Console(highlight=False)
+        self.transcript = transcript or Transcript()
+        self._lock = threading.RLock()
+        self.errors = 0
+
+    def print(self, *objects: Any, style: str | None = None, markup: bool = True) -> None:
+        with self._lock:
+            for console in (self.console, self.transcript.console):
+                console.print(*objects, style=style, markup=markup, highlight=False)
+
+    def text(self, line: str, style: str | None = None) -> None:
+        """External text: no markup, no highlighting, secrets masked."""
+        self.print(Text(redact(line), style=style or ""), markup=False)
+
+    def info(self, message: str) -> None:
+        self.print(message)
+
+    def success(self, message: str) -> None:
+        self.print(Text(message, style="green"))
+
+    def warn(self, message: str) -> None:
+        self.print(Text(f"warning: {message}", style="yellow"))
+
+    def error(self, message: str) -> None:
+        self.errors += 1
+        self.print(Text(f"error: {message}", style="bold red"))
+
+    def renderable(self, obj: RenderableType) -> None:
+        self.print(obj)
+
+    @contextlib.contextmanager
+    def status(self, message: str) -> Iterator[Any]:
+        """A spinner on the terminal only (never recorded); yields an object with ``update(text)``."""
+        if not self.console.is_terminal:
+            yield _NoStatus()
+            return
+        with self.console.status(message) as status:
+            yield status
+
+
+class _NoStatus:
+    def update(self, *args: Any, **kwargs: Any) -> None:
+        pass
