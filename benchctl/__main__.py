@@ -72,10 +72,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         run_repl(app)
         return 0
-    except BaseException:
-        app.autosave()
-        raise
-    finally:
+    finally:  # also on Ctrl-C and crashes: the transcript survives
         app.autosave()
 
 

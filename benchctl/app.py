@@ -61,6 +61,10 @@ class App:
         return self.home / "sessions" / self.session_id
 
     @property
+    def executor_name(self) -> str:
+        return self._executor.name if self._executor is not None else self.settings.str("executor")
+
+    @property
     def executor(self) -> Executor:
         if self._executor is None:
             name = self.settings.str("executor")

@@ -1,0 +1,101 @@
+"""Tab completion driven by the command registry; reads only cached state (never calls Slurm).
+
+Offers: command names; service names; the command's option names not yet given; option values that are
+a choice; tracked job ids (with service, state and node as meta); paths.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING
+
+from prompt_toolkit.completion import CompleteEvent, Completer, Completion, PathCompleter
+from prompt_toolkit.document import Document
+
+from benchctl.commands import ArgKind, Command, OptSpec, find_spec
+
+if TYPE_CHECKING:
+    from benchctl.app import App
+
+
+class BenchctlCompleter(Completer):
+    def __init__(self, app: App) -> None:
+        self.app = app
+        self._paths = PathCompleter(expanduser=True)
+
+    def get_completions(self, document: Document, complete_event: CompleteEvent) -> Iterator[Completion]:
+        text = document.text_before_cursor
+        words = text.split()
+        # The word being completed: empty when the cursor follows a space. Split on whitespace only:
+        # prompt_toolkit's default word boundaries would cut `--ti` at the dashes and paths at slashes.
+        current = "" if not text or text[-1].isspace() else words.pop()
+        if not words:
+            yield from self._commands(current)
+            return
+        command = self.app.registry.lookup(words[0])
+        if command is None:
+            return
+        yield from self._for_command(command, words[1:], current)
+
+    def _commands(self, prefix: str) -> Iterator[Completion]:
+        for command in self.app.registry:
+            for name in (command.name, *command.aliases):
+                if name.startswith(prefix) and (name == command.name or prefix):
+                    yield Completion(name, -len(prefix), display_meta=command.summary)
+
+    def _for_command(self, command: Command, done: list[str], current: str) -> Iterator[Completion]:
+        positionals: list[str] = []
+        used: set[str] = set()
+        pending: OptSpec | None = None  # an option still waiting for its value
+        for word in done:
+            if pending is not None:
+                pending = None
+                continue
+            if word.startswith("-"):
+                spec = find_spec(command.all_options(self.app, positionals), word.split("=", 1)[0])
+                if spec is not None:
+                    used.add(spec.flag)
+                    if spec.value is not None and "=" not in word:
+                        pending = spec
+                continue
+            positionals.append(word)
+        specs = command.all_options(self.app, positionals)
+        if pending is not None:
+            yield from self._values(pending.value, current, pending.choices)
+            return
+        if current.startswith("-"):
+            for spec in specs:
+                if spec.flag not in used and spec.flag.startswith(current):
+                    yield Completion(spec.flag, -len(current), display_meta=spec.help)
+            return
+        if len(positionals) < len(command.args):
+            yield from self._values(command.args[len(positionals)], current, ())
+        elif not current:
+            for spec in specs:
+                if spec.flag not in used:
+                    yield Completion(spec.flag, 0, display_meta=spec.help)
+
+    def _values(self, kind: ArgKind | None, current: str, choices: Iterable[str]) -> Iterator[Completion]:
+        if kind in (ArgKind.SERVICE, ArgKind.TARGET, ArgKind.TARGET_ALL):
+            from benchctl.services import SERVICES
+
+            for name, cls in sorted(SERVICES.items()):
+                if name.startswith(current):
+                    yield Completion(name, -len(current), display_meta=cls.summary)
+        if kind in (ArgKind.JOB, ArgKind.TARGET, ArgKind.TARGET_ALL):
+            for job in reversed(self.app.jobs.all()):
+                if job.id.startswith(current):
+                    where = job.host or job.nodes
+                    meta = f"{job.service} {job.state.value}" + (f" {where}" if where else "")
+                    yield Completion(job.id, -len(current), display_meta=meta)
+        if kind is ArgKind.TARGET_ALL and "all".startswith(current):
+            yield Completion("all", -len(current), display_meta="every active job")
+        if kind is ArgKind.COMMAND:
+            yield from self._commands(current)
+        if kind is ArgKind.CHOICE:
+            for choice in choices:
+                if choice.startswith(current):
+                    yield Completion(choice, -len(current))
+        if kind is ArgKind.PATH:
+            sub = Document(current, len(current))
+            yield from self._paths.get_completions(sub, CompleteEvent(completion_requested=True))

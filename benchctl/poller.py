@@ -1,0 +1,102 @@
+"""One background thread that keeps the job table fresh for the toolbar and completer.
+
+One scheduler query per round for all active jobs. The interval adapts: short while jobs change (pending,
+starting), long when everything is stable, and backs off when the scheduler does not answer. State changes
+are announced as single lines (printed above the prompt thanks to ``patch_stdout``).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from benchctl.executors.base import ExecutorError
+from benchctl.slurm.states import JobState
+from benchctl.tracking import refresh_jobs
+
+if TYPE_CHECKING:
+    from benchctl.app import App
+
+log = logging.getLogger(__name__)
+
+MAX_INTERVAL = 30.0
+MAX_BACKOFF = 120.0
+
+
+class Poller:
+    def __init__(self, app: App, interval: float, on_change: Callable[[], None] | None = None) -> None:
+        self.app = app
+        self.base = max(0.5, interval)
+        self.on_change = on_change or (lambda: None)
+        self.error = ""
+        self.failures = 0
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="benchctl-poller", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        self._thread.join(timeout=5)
+
+    def poke(self) -> None:
+        """Poll now (after a command changed something)."""
+        self._wake.set()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            delay = self.poll_once()
+            self._wake.wait(delay)
+            self._wake.clear()
+
+    def poll_once(self) -> float:
+        """One round; returns the delay before the next."""
+        jobs = [j for j in self.app.jobs.active() if j.executor == self.app.executor_name]
+        if not jobs:
+            return self.base * 2
+        try:
+            updated = refresh_jobs(self.app.executor, self.app.jobs, jobs)
+        except ExecutorError as exc:
+            self.failures += 1
+            self.error = f"scheduler not answering ({self.failures}x)"
+            log.info("poll failed: %s", exc)
+            self.on_change()
+            return min(self.base * 2 ** self.failures, MAX_BACKOFF)
+        except Exception:  # never let a bug kill the thread silently
+            log.exception("poller round failed")
+            return MAX_INTERVAL
+        if self.error:
+            self.error, self.failures = "", 0
+        changed = False
+        for old in jobs:
+            new = updated.get(old.id, old)
+            if new.state is JobState.RUNNING and not new.ready and new.port:
+                try:
+                    if self.app.service(new.service).probe(new):
+                        new = self.app.jobs.update(new.id, ready=True) or new
+                except Exception:
+                    log.exception("readiness probe failed")
+            if (new.state, new.ready) != (old.state, old.ready):
+                changed = True
+                self.announce(old.state, new)
+        if changed:
+            self.on_change()
+        settling = any(j.state is not JobState.RUNNING or not j.ready for j in self.app.jobs.active())
+        return self.base if settling else MAX_INTERVAL
+
+    def announce(self, before: JobState, job) -> None:  # type: ignore[no-untyped-def]
+        where = f" on {job.host or job.nodes}" if (job.host or job.nodes) else ""
+        if job.ready and before is job.state:
+            text = f"[{job.service} job {job.id}] ready{where}"
+        else:
+            text = f"[{job.service} job {job.id}] {before.value} → {job.state.value}{where}"
+            if job.reason and job.state is JobState.PENDING:
+                text += f" ({job.reason})"
+            if job.ready:
+                text += ", ready"
+        self.app.ui.text(text, style="cyan")

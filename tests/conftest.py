@@ -1,0 +1,65 @@
+"""Shared fixtures: an isolated home/XDG tree for every test, a fake Slurm, and an App writing to a string."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+
+from benchctl.app import App
+from benchctl.config import load_settings
+from benchctl.executors.slurm import SlurmExecutor
+from benchctl.ui import Ui
+from tests.fakes import FakeSlurm
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(autouse=True)
+def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Every test gets its own HOME, XDG dirs, benchctl home and (empty) user config."""
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("USER", "tester")
+    for kind in ("CONFIG", "STATE", "DATA", "CACHE"):
+        monkeypatch.setenv(f"XDG_{kind}_HOME", str(home / f".xdg-{kind.lower()}"))
+    monkeypatch.setenv("BENCHCTL_HOME", str(tmp_path / "bc"))
+    monkeypatch.setenv("BENCHCTL_CONFIG", str(tmp_path / "config.toml"))
+    for var in ("SLURM_JOB_ID", "SBATCH_ACCOUNT", "SLURM_ACCOUNT"):
+        monkeypatch.delenv(var, raising=False)
+    return tmp_path
+
+
+def string_ui(width: int = 120) -> tuple[Ui, io.StringIO]:
+    buf = io.StringIO()
+    console = Console(file=buf, width=width, color_system=None, force_terminal=False, highlight=False)
+    return Ui(console=console), buf
+
+
+@pytest.fixture
+def fake_slurm() -> FakeSlurm:
+    return FakeSlurm()
+
+
+@pytest.fixture
+def make_app(fake_slurm: FakeSlurm):  # type: ignore[no-untyped-def]
+    """Factory: an App over the fake Slurm, its output in ``app.out`` (a StringIO)."""
+
+    def factory(profile: str = "meluxina", executor: str = "slurm", **layers: object) -> App:
+        settings = load_settings(executor=executor, profile=profile)
+        ui, buf = string_ui()
+        executor_obj = SlurmExecutor(fake_slurm) if executor == "slurm" else None
+        app = App(settings=settings, runner=fake_slurm, ui=ui, executor_obj=executor_obj)
+        app.out = buf  # type: ignore[attr-defined]
+        return app
+
+    return factory
+
+
+@pytest.fixture
+def app(make_app) -> Iterator[App]:  # type: ignore[no-untyped-def]
+    yield make_app()

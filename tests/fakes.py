@@ -1,0 +1,85 @@
+"""A fake Slurm at the subprocess seam (modelled on submitit's MockedSubprocess).
+
+It answers sbatch/squeue/sacct/scancel the way Slurm 22.05 prints them, from an in-memory job list, so the
+command engine above the seam runs unchanged. Used only by unit tests; integration tests use real Slurm.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from benchctl.slurm.runner import CommandNotFound, Completed, Runner
+
+
+@dataclass
+class FakeJob:
+    id: str
+    state: str = "PENDING"
+    nodes: str = ""
+    reason: str = "None"
+    exit_code: str = "0:0"
+    script: str = ""
+
+
+@dataclass
+class FakeSlurm(Runner):
+    """In-memory Slurm. ``jobs`` can be edited by tests to move jobs between states."""
+
+    next_id: int = 100
+    jobs: dict[str, FakeJob] = field(default_factory=dict)
+    calls: list[tuple[str, ...]] = field(default_factory=list)
+    installed: bool = True
+    fail_next: dict[str, Completed] = field(default_factory=dict)  # program -> forced result
+    squeue_forgets: set[str] = field(default_factory=set)  # ids squeue no longer shows (aged out)
+
+    def which(self, program: str) -> bool:
+        return self.installed
+
+    def run(self, argv: Sequence[str], *, timeout: float = 30.0, env: Mapping[str, str] | None = None,
+            cwd: str | None = None, input_text: str | None = None) -> Completed:
+        argv = tuple(str(a) for a in argv)
+        self.calls.append(argv)
+        if not self.installed:
+            raise CommandNotFound(f"{argv[0]}: command not found")
+        if argv[0] in self.fail_next:
+            return self.fail_next.pop(argv[0])
+        handler = getattr(self, f"_{argv[0]}", None)
+        if handler is None:
+            return Completed(argv, 127, "", f"{argv[0]}: not faked")
+        return handler(argv)
+
+    def _sbatch(self, argv: tuple[str, ...]) -> Completed:
+        job_id = str(self.next_id)
+        self.next_id += 1
+        try:
+            script = open(argv[-1]).read()
+        except OSError:
+            script = ""
+        self.jobs[job_id] = FakeJob(job_id, script=script)
+        return Completed(argv, 0, f"{job_id}\n", "")
+
+    def _ids(self, argv: tuple[str, ...]) -> list[str]:
+        return argv[argv.index("-j") + 1].split(",")
+
+    def _squeue(self, argv: tuple[str, ...]) -> Completed:
+        ids = self._ids(argv)
+        if any(i in self.squeue_forgets for i in ids):
+            return Completed(argv, 1, "", "slurm_load_jobs error: Invalid job id specified")
+        lines = [f"{j.id}|{j.state}|{j.nodes}|{j.reason}" for i in ids if (j := self.jobs.get(i))]
+        return Completed(argv, 0, "\n".join(lines) + ("\n" if lines else ""), "")
+
+    def _sacct(self, argv: tuple[str, ...]) -> Completed:
+        lines = []
+        for i in self._ids(argv):
+            j = self.jobs.get(i)
+            if j:
+                nodes = j.nodes or "None assigned"
+                lines.append(f"{j.id}|{j.state}|{j.exit_code}|00:00:05|{nodes}|{j.reason}")
+        return Completed(argv, 0, "\n".join(lines) + ("\n" if lines else ""), "")
+
+    def _scancel(self, argv: tuple[str, ...]) -> Completed:
+        job = self.jobs.get(argv[-1])
+        if job is not None and not any(a.startswith("--signal") for a in argv):
+            job.state = "CANCELLED by 0"
+        return Completed(argv, 0, "", "")
