@@ -11,8 +11,6 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-import jinja2
-
 _PACKAGE_DIR = Path(__file__).resolve().parent
 
 
@@ -45,6 +43,8 @@ class Renderer:
     """A Jinja2 environment over one template directory."""
 
     def __init__(self, directory: Path | None = None) -> None:
+        import jinja2  # lazily: only rendering needs it
+
         self.directory = directory or find_resource_dir("batch_templates")
         self.env = jinja2.Environment(
             loader=jinja2.FileSystemLoader(str(self.directory)),
@@ -58,6 +58,8 @@ class Renderer:
         self.env.filters["shjoin"] = shell_join
 
     def render(self, name: str, context: Mapping[str, Any]) -> str:
+        import jinja2
+
         try:
             return self.env.get_template(name).render(**context)
         except jinja2.UndefinedError as exc:

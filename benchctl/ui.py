@@ -71,11 +71,11 @@ class Ui:
         self.print(Text(message, style="green"))
 
     def warn(self, message: str) -> None:
-        self.print(Text(f"warning: {message}", style="yellow"))
+        self.print(Text(f"warning: {redact(message)}", style="yellow"))
 
     def error(self, message: str) -> None:
         self.errors += 1
-        self.print(Text(f"error: {message}", style="bold red"))
+        self.print(Text(f"error: {redact(message)}", style="bold red"))  # messages may echo what was typed
 
     def renderable(self, obj: RenderableType) -> None:
         self.print(obj)

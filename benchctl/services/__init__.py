@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import yaml
-
 from benchctl.services.base import Endpoint, ServiceContext, ServiceError, SlurmServer
 from benchctl.services.chroma import Chroma
 from benchctl.templates import find_resource_dir
@@ -15,6 +13,8 @@ SERVICES: dict[str, type[SlurmServer]] = {cls.name: cls for cls in (Chroma,)}
 
 def load_images(path: Path | None = None) -> dict[str, str]:
     """``sif/images.yaml``: service name → pinned image URI."""
+    import yaml  # lazily: `help` and completion need the registry, not YAML
+
     path = path or find_resource_dir("sif") / "images.yaml"
     data = yaml.safe_load(path.read_text()) or {}
     return {str(k): str(v) for k, v in data.items()}

@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from benchctl.config import Settings
 from benchctl.executors.base import Executor
@@ -25,8 +25,10 @@ from benchctl.jobs import Job, JobTable
 from benchctl.services.options import COMMON_OPTIONS, Option
 from benchctl.slurm import logparse
 from benchctl.slurm.states import JobState
-from benchctl.templates import Renderer
 from benchctl.tracking import refresh_jobs
+
+if TYPE_CHECKING:
+    from benchctl.templates import Renderer
 
 log = logging.getLogger(__name__)
 

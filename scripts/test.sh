@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# test.sh [PYTEST ARGS] - install everything and run the whole test suite, including the tests against a
+# REAL local Slurm (started here with scripts/local-slurm.sh and stopped again if this script started it).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+T0=$(date +%s)
+scripts/setup.sh test
+
+started=0
+if ! scripts/local-slurm.sh status >/dev/null 2>&1; then
+  scripts/local-slurm.sh start
+  started=1
+fi
+cleanup() { if [ "$started" = 1 ]; then scripts/local-slurm.sh stop || true; fi; }
+trap cleanup EXIT
+
+echo "[test] ruff"
+.venv/bin/ruff check benchctl tests scripts
+echo "[test] pytest"
+# Integration tests must not skip silently when the cluster is missing: make that a failure.
+BENCHCTL_REQUIRE_SLURM=1 .venv/bin/python -m pytest -q "$@"
+echo "[test] total $(( $(date +%s) - T0 )) s"
