@@ -153,9 +153,11 @@ def load_settings(*, executor: str | None = None, profile: str | None = None,
     settings.layer(user, f"user {path}")
     if env.get("BENCHCTL_HOME"):
         settings.sources["home"] = "env BENCHCTL_HOME"
-    settings.values["profile"] = chosen
     if profile:
         settings.sources["profile"] = "option"
+    elif settings.values.get("profile") == "auto":
+        settings.sources["profile"] += f" (auto, {resolved} executor)"
+    settings.values["profile"] = chosen
     if executor:
         settings.sources["executor"] = "option"
     if resolved != requested:

@@ -74,7 +74,7 @@ def load_recipe(path: str, service: Any) -> dict[str, Any]:
     try:
         # BaseLoader: every scalar stays text. safe_load (YAML 1.1) reads `time: 12:00:00` as the base-60
         # integer 43200, which Slurm would take as 43200 minutes; Option.convert checks and converts values.
-        data = yaml.load(Path(path).expanduser().read_text(), Loader=yaml.BaseLoader)  # noqa: S506
+        data = yaml.load(Path(path).expanduser().read_text(), Loader=yaml.BaseLoader)
     except OSError as exc:
         raise CommandError(f"cannot read recipe {path}: {exc.strerror}") from None
     except yaml.YAMLError as exc:

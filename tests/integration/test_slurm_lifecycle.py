@@ -125,8 +125,11 @@ def test_time_limit_is_reported(slurm_app) -> None:  # type: ignore[no-untyped-d
     job_id = app.jobs.latest_for("chroma").id
     assert wait_until(lambda: sacct_state(job_id) == "TIMEOUT", 180, step=3)
     assert app.run_line(f"check {job_id}")
-    out = app.out.getvalue()
+    out = " ".join(app.out.getvalue().split())  # undo the console's line wrapping
     job = app.jobs.get(job_id)
     assert job.state is JobState.TIMEOUT and job.time_limit_hit
     assert "hit its time limit" in out
     assert f"*** JOB {job_id} ON" in out and "DUE TO TIME LIMIT ***" in out
+    # The USR1 warning before the limit let chroma shut down cleanly first.
+    job_out = Path(job.out_path).read_text()
+    assert "BENCHCTL_STOPPING=USR1" in job_out and "BENCHCTL_STOPPED=0" in job_out
