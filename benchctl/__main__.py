@@ -7,6 +7,7 @@ so ``benchctl -e help`` starts fast on a busy login node.
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 from collections.abc import Sequence
 
@@ -41,6 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--executor", choices=("auto", "slurm", "local"), help="where jobs run (default: config)")
     p.add_argument("--profile", choices=("auto", "meluxina", "local"), help="site profile (default: config)")
     p.add_argument("--version", action="version", version=f"benchctl {__version__}")
+    p.add_argument("command", nargs=argparse.REMAINDER, help="one command to run, e.g. `benchctl status`")
     return p
 
 
@@ -58,6 +60,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.execute is not None:
             return 1 if app.run_lines(split_commands(args.execute), keep_going=args.keep_going) else 0
+        if args.command:
+            return 1 if app.run_lines([shlex.join(args.command)]) else 0
         if args.script is not None:
             try:
                 with open(args.script) as fh:

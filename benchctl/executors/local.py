@@ -20,6 +20,7 @@ import re
 import signal as signals
 import socket
 import subprocess
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -45,7 +46,7 @@ def parse_time_limit(text: str) -> int:
         d, text = text.split("-", 1)
         days = int(d)
         parts = [int(p) for p in text.split(":")]
-        h, m, s = (parts + [0, 0])[:3]
+        h, m, s = [*parts, 0, 0][:3]
     else:
         parts = [int(p) for p in text.split(":")]
         if len(parts) == 1:
@@ -93,6 +94,7 @@ class LocalExecutor(Executor):
     def __init__(self, state_dir: Path) -> None:
         self.state_dir = state_dir
         self._children: dict[str, subprocess.Popen[bytes]] = {}
+        self._lock = threading.Lock()  # the poller thread and commands both reap children
 
     def _next_id(self) -> str:
         self.state_dir.mkdir(parents=True, exist_ok=True)
@@ -139,13 +141,15 @@ class LocalExecutor(Executor):
             raise ExecutorError(f"cannot start {script}: {exc}") from None
         (jdir / "pid").write_text(str(proc.pid))
         (jdir / "node").write_text(node)
-        self._children[job_id] = proc
+        with self._lock:
+            self._children[job_id] = proc
         return job_id
 
     def _reap(self) -> None:
-        for job_id, proc in list(self._children.items()):
-            if proc.poll() is not None:
-                del self._children[job_id]
+        with self._lock:
+            for job_id, proc in list(self._children.items()):
+                if proc.poll() is not None:
+                    del self._children[job_id]
 
     def _status(self, job_id: str) -> JobStatus | None:
         jdir = self.state_dir / job_id

@@ -7,7 +7,15 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from benchctl.executors.base import Executor, ExecutorError
-from benchctl.slurm.parse import SACCT_FIELDS, SQUEUE_FORMAT, JobStatus, ParseError, parse_sacct, parse_sbatch, parse_squeue
+from benchctl.slurm.parse import (
+    SACCT_FIELDS,
+    SQUEUE_FORMAT,
+    JobStatus,
+    ParseError,
+    parse_sacct,
+    parse_sbatch,
+    parse_squeue,
+)
 from benchctl.slurm.runner import CommandNotFound, Runner, submission_env
 
 log = logging.getLogger(__name__)

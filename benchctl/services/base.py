@@ -70,7 +70,7 @@ _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 def http_get(url: str, timeout: float = 3.0) -> tuple[int, str]:
     """GET ``url``; returns (status, body). Status 0 means no connection."""
     try:
-        with _OPENER.open(url, timeout=timeout) as resp:  # noqa: S310 - URL built from job markers
+        with _OPENER.open(url, timeout=timeout) as resp:
             return resp.status, resp.read(65536).decode("utf-8", errors="replace")
     except urllib.error.HTTPError as exc:
         return exc.code, ""
@@ -111,7 +111,8 @@ class SlurmServer(ABC):
             "partition": s.str("slurm.partition_gpu" if self.uses_gpu else "slurm.partition_cpu"),
             "account": s.str("slurm.account"), "qos": s.str("slurm.qos"), "time": s.str("slurm.time"),
             "cpus": self.default_cpus, "mem": "", "nodes": 1, "gpus": 4 if self.uses_gpu else 0,
-            "port": self.default_port, "runtime": s.str("container.runtime"), "image": self.ctx.images.get(self.name, ""),
+            "port": self.default_port, "runtime": s.str("container.runtime"),
+            "image": self.ctx.images.get(self.name, ""),
         }
         for opt in self.extra_options:
             values[opt.dest] = opt.default

@@ -19,7 +19,8 @@ _TIME_LIMIT_RE = re.compile(
     r"(?: AT (?P<at>\S+))? DUE TO TIME LIMIT \*\*\*"
 )
 _CANCELLED_RE = re.compile(
-    r"\*\*\* (?:JOB|job) (?P<id>[\d_+]+)(?: ON (?P<node>\S+))? CANCELLED(?: AT (?P<at>\S+))?(?: DUE TO (?P<why>[A-Z ]+))? \*\*\*"
+    r"\*\*\* (?:JOB|job) (?P<id>[\d_+]+)(?: ON (?P<node>\S+))? CANCELLED"
+    r"(?: AT (?P<at>\S+))?(?: DUE TO (?P<why>[A-Z ]+))? \*\*\*"
 )
 _OOM_RE = re.compile(r"Detected \d+ oom[_-]kill event|oom-kill|Out Of Memory", re.IGNORECASE)
 
