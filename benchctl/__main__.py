@@ -57,6 +57,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"benchctl: {exc}", file=sys.stderr)
         return 2
+    interactive = args.execute is None and args.script is None and not args.command and sys.stdin.isatty()
+    if not interactive:
+        from rich.console import Console
+
+        app.ui.err_console = Console(stderr=True, highlight=False)
     try:
         if args.execute is not None:
             return 1 if app.run_lines(split_commands(args.execute), keep_going=args.keep_going) else 0

@@ -18,6 +18,7 @@ from benchctl.commands import CommandError, ExitRepl, Registry, parse_args, spli
 from benchctl.config import ConfigError, Settings, load_settings, state_dir
 from benchctl.executors import Executor, ExecutorError, make_executor, resolve_executor_name
 from benchctl.jobs import JobTable
+from benchctl.redact import redact
 from benchctl.slurm.runner import Runner
 from benchctl.ui import Ui
 
@@ -114,7 +115,7 @@ class App:
         except (CommandError, ConfigError, ExecutorError) as exc:
             self.ui.error(str(exc))
         except Exception as exc:  # a bug: full traceback to the log file, one line on screen
-            log.exception("command failed: %r", line)
+            log.exception("command failed: %r", redact(line))
             self.ui.error(f"internal error: {exc.__class__.__name__}: {exc} (details in {log_file()})")
         self.last_failed = True
         return False

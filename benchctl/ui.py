@@ -54,11 +54,16 @@ class Ui:
         self.transcript = transcript or Transcript()
         self._lock = threading.RLock()
         self.errors = 0
+        # Batch modes (-e, --script, stdin) send errors to stderr, as scripts calling benchctl expect.
+        self.err_console: Console | None = None
 
-    def print(self, *objects: Any, style: str | None = None, markup: bool = True) -> None:
+    def print(self, *objects: Any, style: str | None = None, markup: bool = True, _error: bool = False) -> None:
+        # Lines are not re-wrapped (soft_wrap): a tunnel command or a log line must stay copy-pastable.
+        soft = all(isinstance(o, (str, Text)) for o in objects)
         with self._lock:
-            for console in (self.console, self.transcript.console):
-                console.print(*objects, style=style, markup=markup, highlight=False)
+            terminal = self.err_console if _error and self.err_console is not None else self.console
+            for console in (terminal, self.transcript.console):
+                console.print(*objects, style=style, markup=markup, highlight=False, soft_wrap=soft)
 
     def text(self, line: str, style: str | None = None) -> None:
         """External text: no markup, no highlighting, secrets masked."""
@@ -75,7 +80,8 @@ class Ui:
 
     def error(self, message: str) -> None:
         self.errors += 1
-        self.print(Text(f"error: {redact(message)}", style="bold red"))  # messages may echo what was typed
+        # Messages may echo what was typed: mask secrets.
+        self.print(Text(f"error: {redact(message)}", style="bold red"), _error=True)
 
     def renderable(self, obj: RenderableType) -> None:
         self.print(obj)

@@ -303,3 +303,19 @@ def test_bad_time_and_missing_script(executor: LocalExecutor, tmp_path: Path) ->
         executor.submit(make_script(run, "exit 0", time_limit="soon"), cwd=run)
     with pytest.raises(ExecutorError, match="cannot read"):
         executor.submit(run / "missing.sh", cwd=run)
+
+
+def test_quick_jobs_never_look_vanished(executor: LocalExecutor, tmp_path: Path) -> None:
+    """Regression: a job ending between the rc check and the /proc scan was reported FAILED "process vanished"
+    (and the poller keeps a final state for good)."""
+    run = tmp_path / "run"
+    script = make_script(run, "exit 0")
+    ids = [executor.submit(script, cwd=run) for _ in range(8)]
+    seen: dict[str, JobStatus] = {}
+    deadline = time.monotonic() + 8
+    while len(seen) < len(ids) and time.monotonic() < deadline:
+        for job_id, status in executor.query([i for i in ids if i not in seen]).items():
+            if status.state.is_final:
+                seen[job_id] = status
+    assert sorted(seen) == sorted(ids)
+    assert {s.state for s in seen.values()} == {JobState.COMPLETED}, [s for s in seen.values() if not s.state.ok]

@@ -172,6 +172,8 @@ class LocalExecutor(Executor):
             return JobStatus(job_id, JobState.RUNNING, "RUNNING", node)
         if not pid_text:
             return JobStatus(job_id, JobState.PENDING, "PENDING")
+        if rc_file.exists() and rc_file.read_text().strip():
+            return self._status(job_id)  # the wrapper wrote rc and exited between the rc check and the scan
         # Gone without an exit status: killed (by us, or by a reboot).
         state = JobState.CANCELLED if cancelled else JobState.FAILED
         return JobStatus(job_id, state, state.value, node, "process vanished" if not cancelled else "")

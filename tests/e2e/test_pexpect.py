@@ -151,7 +151,9 @@ def benchctl(env: dict[str, str], *args: str, stdin: str | None = None) -> subpr
 def test_batch_modes(env: dict[str, str], tmp_path: Path) -> None:
     bad = benchctl(env, "-e", "bogus")
     assert bad.returncode != 0
-    assert [ln for ln in bad.stdout.splitlines() if ln.strip()] == ["error: unknown command 'bogus' (try 'help')"]
+    # One clear line, on stderr (batch modes keep stdout for results).
+    assert [ln for ln in bad.stderr.splitlines() if ln.strip()] == ["error: unknown command 'bogus' (try 'help')"]
+    assert not bad.stdout.strip()
 
     good = benchctl(env, "-e", "help; status")
     assert good.returncode == 0, good.stdout + good.stderr
@@ -161,7 +163,7 @@ def test_batch_modes(env: dict[str, str], tmp_path: Path) -> None:
     script.write_text("# comment\nhelp\nbogus\nstatus\n")
     stopped = benchctl(env, "--script", str(script))
     assert stopped.returncode == 1
-    assert "services: chroma" in stopped.stdout and "error: unknown command 'bogus'" in stopped.stdout
+    assert "services: chroma" in stopped.stdout and "error: unknown command 'bogus'" in stopped.stderr
     assert "no jobs tracked" not in stopped.stdout  # the line after the failure did not run
     going = benchctl(env, "--script", str(script), "--keep-going")
     assert going.returncode == 1
