@@ -28,6 +28,8 @@ def shell_quote(value: Any) -> str:
         raise TypeError("refusing to quote a bool; render it explicitly")
     if isinstance(value, int):
         return str(value)
+    if "\n" in str(value) or "\r" in str(value):  # a line break would end an #SBATCH comment line: code
+        raise TemplateError(f"refusing a value with a line break in a batch script: {str(value)!r}")
     return shlex.quote(str(value))
 
 

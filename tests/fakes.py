@@ -53,7 +53,8 @@ class FakeSlurm(Runner):
         job_id = str(self.next_id)
         self.next_id += 1
         try:
-            script = open(argv[-1]).read()
+            with open(argv[-1]) as fh:
+                script = fh.read()
         except OSError:
             script = ""
         self.jobs[job_id] = FakeJob(job_id, script=script)

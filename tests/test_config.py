@@ -279,7 +279,7 @@ def test_copy_is_independent() -> None:
 def test_layer_unknown_and_wrong_type() -> None:
     s = Settings()
     s.layer({"a": 1, "b": "x"}, "default", strict=False)
-    with pytest.raises(ConfigError, match="recipe r.yaml: unknown setting 'c'"):
+    with pytest.raises(ConfigError, match=r"recipe r\.yaml: unknown setting 'c'"):
         s.layer({"c": 1}, "recipe r.yaml")
     with pytest.raises(ConfigError, match="b should be str"):
         s.layer({"b": 3}, "option")

@@ -85,7 +85,9 @@ def test_node_marker_wins_over_host_and_falls_back_to_it() -> None:
 
 def test_empty_info_defaults() -> None:
     info = LogInfo()
-    assert (info.host, info.node, info.ip, info.port, info.ready, info.hit_time_limit) == ("", "", "", None, False, False)
+    assert (info.host, info.node, info.ip, info.port) == ("", "", "", None)
+    assert not info.ready
+    assert not info.hit_time_limit
 
 
 def test_non_numeric_port_is_none() -> None:
@@ -143,7 +145,8 @@ def test_cancel_due_to_preemption_is_cancelled_not_time_limit() -> None:
 
 
 def test_oom_line() -> None:
-    line = "slurmstepd: error: Detected 1 oom_kill event in StepId=7.batch. Some of the step tasks have been OOM Killed."
+    line = ("slurmstepd: error: Detected 1 oom_kill event in StepId=7.batch."
+            " Some of the step tasks have been OOM Killed.")
     info = parse_lines([line])
     assert info.oom_line == line
     assert not info.hit_time_limit

@@ -135,3 +135,23 @@ def test_make_history_falls_back_to_memory(tmp_path: Path) -> None:
 def test_make_history_file(tmp_path: Path) -> None:
     history = make_history(tmp_path / "s" / "history")
     assert isinstance(history, RedactingFileHistory)
+
+
+@pytest.mark.parametrize("line", [
+    "bench vllm --max-tokens 512",
+    "start vllm --tokenizer meta-llama/Llama-3.1-8B-Instruct",
+    "bench vllm --max-tokens=256 --input-tokens 1024",
+])
+def test_llm_options_that_mention_tokens_are_not_secrets(line: str) -> None:
+    assert not has_secret(line)
+    assert redact(line) == line
+
+
+@pytest.mark.parametrize("line, secret", [
+    ("curl -H 'Authorization: Bearer abc.def.ghi' http://n1:8000", "abc.def.ghi"),
+    ("QDRANT__SERVICE__API_KEY=s3cr3t qdrant", "s3cr3t"),
+    ("start vllm --hf_token zzzzzzzz", "zzzzzzzz"),
+])
+def test_more_secret_forms(line: str, secret: str) -> None:
+    assert has_secret(line)
+    assert secret not in redact(line)

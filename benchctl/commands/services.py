@@ -120,7 +120,8 @@ def cmd_start(app: App, args: ParsedArgs) -> None:
     from benchctl.templates import TemplateError
 
     try:
-        job = service.submit(values)
+        with app.ui.status(f"submitting {service.name} ({app.executor.name})…"):
+            job = service.submit(values)
     except TemplateError as exc:
         raise CommandError(f"cannot render {service.template}: {exc}") from None
     where = ", ".join(f"{k} {values[k]}" for k in ("partition", "time") if values.get(k))

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from benchctl.config import Settings
-from benchctl.executors.base import Executor
+from benchctl.executors.base import Executor, ExecutorError
 from benchctl.jobs import Job, JobTable
 from benchctl.services.options import COMMON_OPTIONS, Option
 from benchctl.slurm import logparse
@@ -31,6 +31,9 @@ if TYPE_CHECKING:
     from benchctl.templates import Renderer
 
 log = logging.getLogger(__name__)
+
+
+MAX_QUERY_FAILURES = 5
 
 
 class ServiceError(RuntimeError):
@@ -182,8 +185,16 @@ class SlurmServer(ABC):
         """Poll job state and the health endpoint until ready; ServiceError on failure or timeout."""
         start = time.monotonic()
         interval = 0.5
+        failures = 0
         while True:
-            job = self.refresh(job)
+            try:
+                job = self.refresh(job)
+                failures = 0
+            except ExecutorError:
+                # A busy controller times out now and then; only a persistent failure ends the wait.
+                failures += 1
+                if failures >= MAX_QUERY_FAILURES:
+                    raise
             if job.state.is_final:
                 raise ServiceError(self.failure_reason(job))
             if job.state is JobState.RUNNING and job.port and self.probe(job):
