@@ -16,7 +16,9 @@ from benchctl import __version__
 
 def split_commands(text: str) -> list[str]:
     """Split ``-e`` text on ``;`` outside quotes (``logs x; stop x`` → two commands)."""
-    parts, current, quote = [], [], ""
+    parts: list[str] = []
+    current: list[str] = []
+    quote = ""
     for ch in text:
         if quote:
             if ch == quote:

@@ -13,6 +13,7 @@ import sys
 from collections.abc import Iterable
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from benchctl.commands import CommandError, ExitRepl, Registry, parse_args, split_line
 from benchctl.config import ConfigError, Settings, load_settings, state_dir
@@ -21,6 +22,9 @@ from benchctl.jobs import JobTable
 from benchctl.redact import redact
 from benchctl.slurm.runner import Runner
 from benchctl.ui import Ui
+
+if TYPE_CHECKING:
+    from benchctl.services import ServiceContext, SlurmServer
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +47,7 @@ class App:
         self.registry = Registry()
         self._executor = executor_obj
         self._templates_dir = templates_dir
-        self._ctx = None
+        self._ctx: ServiceContext | None = None
         self.history_strings: list[str] = []  # set by the REPL; `history` reads it
         self.last_failed = False
         from benchctl.commands.services import register as register_service_commands
@@ -63,16 +67,16 @@ class App:
 
     @property
     def executor_name(self) -> str:
-        return self._executor.name if self._executor is not None else self.settings.str("executor")
+        return self._executor.name if self._executor is not None else self.settings.text("executor")
 
     @property
     def executor(self) -> Executor:
         if self._executor is None:
-            name = self.settings.str("executor")
+            name = self.settings.text("executor")
             self._executor = make_executor(resolve_executor_name(name, self.runner), self.runner, self.home / "state")
         return self._executor
 
-    def service_context(self):  # type: ignore[no-untyped-def]
+    def service_context(self) -> ServiceContext:
         """The ServiceContext, built on first use (jinja2 and yaml load only when a service is touched)."""
         if self._ctx is None:
             from benchctl.services import ServiceContext, load_images
@@ -83,7 +87,7 @@ class App:
                                        host_bin_dir=os.path.dirname(sys.executable))
         return self._ctx
 
-    def service(self, name: str):  # type: ignore[no-untyped-def]
+    def service(self, name: str) -> SlurmServer:
         from benchctl.services import SERVICES
 
         cls = SERVICES.get(name)

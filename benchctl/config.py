@@ -87,20 +87,20 @@ class Settings:
     def get(self, key: str) -> Any:
         return self.values[key]
 
-    def str(self, key: str) -> str:
+    def text(self, key: str) -> str:
         return str(self.values[key])
 
     def expand(self, key: str, **extra: str) -> str:
         """A path-like value with ``{home}``, ``{scratch}``, ``{account}``, ``{user}`` expanded."""
-        return self.expand_text(self.str(key), **extra)
+        return self.expand_text(self.text(key), **extra)
 
     def expand_text(self, text: str, **extra: str) -> str:
-        names = {"user": os.environ.get("USER") or getpass.getuser(), "account": self.str("slurm.account"),
-                 "home": str(Path(os.path.expanduser(self.str("home"))))}
+        names = {"user": os.environ.get("USER") or getpass.getuser(), "account": self.text("slurm.account"),
+                 "home": str(Path(os.path.expanduser(self.text("home"))))}
         names.update(extra)
         for _ in range(3):  # {scratch} may itself contain {account}
             if "{scratch}" in text:
-                text = text.replace("{scratch}", self.str("paths.scratch"))
+                text = text.replace("{scratch}", self.text("paths.scratch"))
             for k, v in names.items():
                 text = text.replace("{" + k + "}", v)
         return os.path.expanduser(text)

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from benchctl.executors.base import ExecutorError
+from benchctl.jobs import Job
 from benchctl.slurm.states import JobState
 from benchctl.tracking import refresh_jobs
 
@@ -66,7 +67,7 @@ class Poller:
             self.error = f"scheduler not answering ({self.failures}x)"
             log.info("poll failed: %s", exc)
             self.on_change()
-            return min(self.base * 2 ** self.failures, MAX_BACKOFF)
+            return float(min(self.base * 2.0 ** self.failures, MAX_BACKOFF))
         except Exception:  # never let a bug kill the thread silently
             log.exception("poller round failed")
             return MAX_INTERVAL
@@ -89,7 +90,7 @@ class Poller:
         settling = any(j.state is not JobState.RUNNING or not j.ready for j in self.app.jobs.active())
         return self.base if settling else MAX_INTERVAL
 
-    def announce(self, before: JobState, job) -> None:  # type: ignore[no-untyped-def]
+    def announce(self, before: JobState, job: Job) -> None:
         where = f" on {job.host or job.nodes}" if (job.host or job.nodes) else ""
         if job.ready and before is job.state:
             text = f"[{job.service} job {job.id}] ready{where}"

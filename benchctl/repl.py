@@ -52,7 +52,7 @@ def run_repl(app: App, **session_overrides: object) -> None:
     poller = Poller(app, float(app.settings.get("ui.poll_interval")))
     session = build_session(app, poller, **session_overrides)
     poller.on_change = lambda: session.app.invalidate() if session.app.is_running else None
-    app.ui.info(f"benchctl — executor {app.executor_name}, profile {app.settings.str('profile')}, "
+    app.ui.info(f"benchctl — executor {app.executor_name}, profile {app.settings.text('profile')}, "
                 f"home {app.home}. 'help' lists commands, Ctrl-D exits.")
     poller.start()
     try:

@@ -14,8 +14,9 @@ fi
 cleanup() { if [ "$started" = 1 ]; then scripts/local-slurm.sh stop || true; fi; }
 trap cleanup EXIT
 
-echo "[test] ruff"
+echo "[test] ruff, mypy"
 .venv/bin/ruff check benchctl tests scripts
+.venv/bin/mypy
 echo "[test] pytest"
 # Integration tests must not skip silently when the cluster is missing: make that a failure.
 BENCHCTL_REQUIRE_SLURM=1 .venv/bin/python -m pytest -q "$@"

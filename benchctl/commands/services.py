@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import getpass
+import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -153,12 +155,9 @@ def describe(app: App, job: Job) -> None:
         app.ui.text(f"  exit code {job.exit_code}")
     if job.port and node and not job.state.is_final:
         s = app.settings
-        host = s.str("tunnel.host")
+        host = s.text("tunnel.host")
         if host:
-            import getpass
-            import os
-
-            user = s.str("tunnel.user") or os.environ.get("USER") or getpass.getuser()
+            user = s.text("tunnel.user") or os.environ.get("USER") or getpass.getuser()
             app.ui.text(f"  tunnel: ssh -p {s.get('tunnel.port')} {user}@{host} -NL {job.port}:{node}:{job.port}")
         app.ui.text(f"  url:    http://{ep.host if ep else node}:{job.port}{service.health_path}")
     app.ui.text(f"  logs:   {job.out_path}")

@@ -24,9 +24,10 @@ def cmd_help(app: App, args: ParsedArgs) -> None:
         app.ui.renderable(table)
         app.ui.info("services: " + ", ".join(_services()) + "    ('help CMD' for details)")
         return
-    command = app.registry.lookup(args.positionals[0])
-    if command is None:
+    found = app.registry.lookup(args.positionals[0])
+    if found is None:
         raise CommandError(f"no command {args.positionals[0]!r} (try 'help')")
+    command = found
     app.ui.print(Text(f"usage: {command.usage}", style="bold"))
     doc = (command.handler.__doc__ or command.summary).strip()
     app.ui.text(doc)

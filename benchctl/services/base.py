@@ -111,10 +111,10 @@ class SlurmServer(ABC):
         """Effective start values: command option > recipe > settings (user config > profile > default)."""
         s = self.ctx.settings
         values: dict[str, Any] = {
-            "partition": s.str("slurm.partition_gpu" if self.uses_gpu else "slurm.partition_cpu"),
-            "account": s.str("slurm.account"), "qos": s.str("slurm.qos"), "time": s.str("slurm.time"),
+            "partition": s.text("slurm.partition_gpu" if self.uses_gpu else "slurm.partition_cpu"),
+            "account": s.text("slurm.account"), "qos": s.text("slurm.qos"), "time": s.text("slurm.time"),
             "cpus": self.default_cpus, "mem": "", "nodes": 1, "gpus": 4 if self.uses_gpu else 0,
-            "port": self.default_port, "runtime": s.str("container.runtime"),
+            "port": self.default_port, "runtime": s.text("container.runtime"),
             "image": self.ctx.images.get(self.name, ""),
         }
         for opt in self.extra_options:
@@ -122,7 +122,7 @@ class SlurmServer(ABC):
         for layer in (recipe or {}, options):
             values.update({k: v for k, v in layer.items() if v is not None})
         if values["runtime"] == "auto":
-            values["runtime"] = "none" if s.str("executor") == "local" else "apptainer"
+            values["runtime"] = "none" if s.text("executor") == "local" else "apptainer"
         return values
 
     def job_values(self, values: Mapping[str, Any], run_dir: Path) -> dict[str, Any]:
@@ -172,7 +172,7 @@ class SlurmServer(ABC):
     def endpoint(self, job: Job) -> Endpoint | None:
         if not job.port:
             return None
-        connect = self.ctx.settings.str("network.connect")
+        connect = self.ctx.settings.text("network.connect")
         host = {"localhost": "127.0.0.1", "node": job.host or job.nodes}.get(connect, job.endpoint_host)
         return Endpoint(host, job.port) if host else None
 

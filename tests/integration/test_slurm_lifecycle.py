@@ -31,7 +31,7 @@ def test_cli_chroma_lifecycle_on_real_slurm(slurm_config: Path, isolated_env: Pa
     """benchctl -e "start chroma; check chroma --wait; stop chroma": PENDING/RUNNING → ready → CANCELLED."""
     env = dict(os.environ)
     proc = subprocess.run([sys.executable, "-m", "benchctl", "-e",
-                           "start chroma; check chroma; check chroma --wait --timeout 120; logs chroma -n 5; "
+                           "start chroma; check chroma; check chroma --wait --timeout 120; logs chroma -n 200; "
                            "stop chroma; status"],
                           capture_output=True, text=True, timeout=240, env=env)
     out = proc.stdout
@@ -41,7 +41,9 @@ def test_cli_chroma_lifecycle_on_real_slurm(slurm_config: Path, isolated_env: Pa
     assert job_id.isdigit()
     assert "ready" in out and " on n" in out  # node n1 or n2 of the local cluster
     assert "tunnel: ssh -p 22" in out and "-NL" in out
-    assert "BENCHCTL_READY=" in out  # from `logs chroma`
+    # `logs chroma`: the job's markers and chroma's own start-up lines (benchctl's readiness probe may beat
+    # the job's READY marker, so that one is not required here).
+    assert f"BENCHCTL_JOBID={job_id}" in out and "Saving data to:" in out
     assert f"stopped chroma job {job_id}: CANCELLED" in out
     assert sacct_state(job_id).startswith("CANCELLED")
     # The job shut chroma down cleanly before the cancel (graceful stop).
