@@ -146,7 +146,8 @@ def test_apptainer_script_uses_the_image_and_modules(tmp_path: Path) -> None:
     assert "docker://chromadb/chroma:1.0.20" in script
     assert "module load env/release/2024.1" in script
     assert "module load Apptainer" in script
-    assert 'apptainer exec -B /project/scratch/p200981/u/benchctl/chroma/chroma-X "$SIF" chroma run' in script
+    assert "for dir in /project/scratch/p200981/u/benchctl/chroma/chroma-X /project /mnt/tier1 /mnt/tier2; do" in script
+    assert 'apptainer exec "${BINDS[@]}" "$SIF" chroma run' in script
     assert HOST_BIN_DIR not in script  # the host PATH is for runtime none only
 
 
@@ -286,3 +287,18 @@ def test_every_service_template_exists() -> None:
     for cls in SERVICES.values():
         assert (templates / cls.template).is_file(), cls.template
     assert SERVICES["chroma"] is Chroma
+
+
+def test_bind_loop_keeps_only_existing_directories(tmp_path: Path, fixed_env: None) -> None:
+    """Run the template's bind loop for real: missing directories must not reach `apptainer -B`."""
+    script = render(tmp_path, "apptainer")
+    start = script.index("BINDS=()")
+    loop = script[start:script.index("done", start) + len("done")]
+    present = tmp_path / "data dir"
+    present.mkdir()
+    loop = loop.replace("/project/scratch/p200981/u/benchctl/chroma/chroma-X", shlex.quote(str(present)))
+    out = subprocess.run(["bash", "-c", loop + '\nprintf "%s\\n" "${BINDS[@]}"'], capture_output=True, text=True,
+                         check=True).stdout.splitlines()
+    expected = ["-B", str(present)] + [x for d in ("/project", "/mnt/tier1", "/mnt/tier2") if Path(d).exists()
+                                       for x in ("-B", d)]
+    assert out == expected

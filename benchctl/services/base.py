@@ -136,6 +136,7 @@ class SlurmServer(ABC):
             "mem": values["mem"], "gpus": int(values["gpus"]),
             "output": str(run_dir / "slurm-%j.out"), "error": str(run_dir / "slurm-%j.err"),
             "modules": list(s.get("container.modules")), "runtime": values["runtime"],
+            "binds": [s.expand_text(b) for b in s.get("container.binds")],
             "path_prepend": self.ctx.host_bin_dir if values["runtime"] == "none" else "",
             "image": image, "sif": str(Path(s.expand("container.sif_dir")) / sif_name),
             "port": int(values["port"]), "ready_timeout": self.ready_timeout,

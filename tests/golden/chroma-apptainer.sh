@@ -51,10 +51,15 @@ if [ ! -f "$SIF" ]; then
     || { rm -f "$SIF.$SLURM_JOB_ID.tmp"; echo "benchctl: cannot pull "docker://chromadb/chroma:1.0.20 >&2; exit 1; }
 fi
 echo "BENCHCTL_IMAGE=$SIF"
+# Bind the service's directories and the site's file systems (those that exist on this node).
+BINDS=()
+for dir in /project/scratch/p200981/u/benchctl/chroma/chroma-X /project /mnt/tier1 /mnt/tier2; do
+  [ -e "$dir" ] && BINDS+=(-B "$dir")
+done
 
 # ---- service -----------------------------------------------------------------------------------
 # --host 0.0.0.0: chroma binds localhost by default, which other nodes cannot reach.
-apptainer exec -B /project/scratch/p200981/u/benchctl/chroma/chroma-X "$SIF" chroma run --host 0.0.0.0 --port "$PORT" --path "$DATA_DIR" &
+apptainer exec "${BINDS[@]}" "$SIF" chroma run --host 0.0.0.0 --port "$PORT" --path "$DATA_DIR" &
 SVC_PID=$!
 echo "BENCHCTL_PID=$SVC_PID"
 # ---- readiness: poll the service's own health endpoint, then print the READY marker -------------
