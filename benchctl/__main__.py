@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import argparse
 import shlex
+import signal
 import sys
 from collections.abc import Sequence
+from types import FrameType
 
 from benchctl import __version__
 
@@ -48,8 +50,15 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _exit_on_signal(signum: int, frame: FrameType | None) -> None:
+    # A dropped SSH session sends SIGHUP: leave through the normal path so the transcript is saved.
+    raise SystemExit(128 + signum)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    for sig in (signal.SIGHUP, signal.SIGTERM):
+        signal.signal(sig, _exit_on_signal)
     from benchctl.app import App, setup_logging
     from benchctl.config import ConfigError
 

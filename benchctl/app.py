@@ -104,6 +104,7 @@ class App:
         command = self.registry.lookup(argv[0])
         if command is None:
             raise CommandError(f"unknown command {argv[0]!r} (try 'help')")
+        self.jobs.sync()  # another benchctl session of this user may have started or stopped jobs
         command.handler(self, parse_args(self, command, argv[1:]))
 
     def run_line(self, line: str) -> bool:

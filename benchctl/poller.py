@@ -57,6 +57,8 @@ class Poller:
 
     def poll_once(self) -> float:
         """One round; returns the delay before the next."""
+        if self.app.jobs.sync():
+            self.on_change()
         jobs = [j for j in self.app.jobs.active() if j.executor == self.app.executor_name]
         if not jobs:
             return self.base * 2

@@ -20,7 +20,7 @@ MAX_JOBS = 6
 def make_toolbar(app: App, poller: Poller | None = None) -> Callable[[], StyleAndTextTuples]:
     def toolbar() -> StyleAndTextTuples:
         parts: StyleAndTextTuples = [("class:toolbar", f" {app.executor_name} ")]
-        jobs = app.jobs.active()
+        jobs = [j for j in app.jobs.active() if j.executor == app.executor_name]
         if not jobs:
             parts.append(("class:toolbar", "| no active jobs "))
         for job in jobs[-MAX_JOBS:]:

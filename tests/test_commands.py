@@ -484,3 +484,17 @@ def test_run_lines_stops_at_exit(app: App) -> None:
 ])
 def test_split_commands(text: str, parts: list[str]) -> None:
     assert split_commands(text) == parts
+
+
+def test_jobs_of_another_executor_are_shown_but_not_managed(app: App, fake_slurm: FakeSlurm) -> None:
+    from benchctl.jobs import Job
+    from benchctl.slurm.states import JobState
+
+    app.jobs.add(Job(id="local-1", service="chroma", executor="local", state=JobState.RUNNING))
+    assert app.run_line("check local-1")  # shown, with a note, from the table
+    assert "belongs to the local executor" in output(app)
+    msg = fails_with(app, "stop local-1")
+    assert "started by the local executor" in msg and "--executor local" in msg
+    # A service name resolves among this executor's jobs only.
+    assert "no chroma job tracked" in fails_with(app, "stop chroma")
+    assert not [c for c in fake_slurm.calls if c[0] == "scancel"]

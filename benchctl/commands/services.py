@@ -43,17 +43,24 @@ def _start_options(app: App, positionals: Sequence[str]) -> tuple[OptSpec, ...]:
 
 
 # ---- target resolution --------------------------------------------------------------------------
-def resolve_jobs(app: App, target: str, *, active_only: bool = False) -> list[Job]:
-    """A job id, or a service name (→ its latest job, or all its active jobs with active_only)."""
+def resolve_jobs(app: App, target: str, *, active_only: bool = False, manage: bool = False) -> list[Job]:
+    """A job id, or a service name (→ its latest job, or all its active jobs with active_only).
+
+    Service names resolve among the current executor's jobs only. ``manage``: the caller will act on the
+    job (stop, wait, bench), which only the executor that started it can do.
+    """
     job = app.jobs.get(target)
     if job is not None:
+        if manage and job.executor != app.executor_name:
+            raise CommandError(f"job {job.id} was started by the {job.executor} executor; "
+                               f"manage it with 'benchctl --executor {job.executor}'")
         return [job]
     if target in service_names():
-        if active_only:
-            jobs = [j for j in app.jobs.all() if j.service == target and not j.state.is_final]
-            if jobs:
-                return jobs
-        latest = app.jobs.latest_for(target, active_only=True) or app.jobs.latest_for(target)
+        mine = [j for j in app.jobs.all() if j.service == target and j.executor == app.executor_name]
+        active = [j for j in mine if not j.state.is_final]
+        if active_only and active:
+            return active
+        latest = max(active or mine, key=lambda j: j.submitted_at, default=None)
         if latest is None:
             raise CommandError(f"no {target} job tracked (start one with 'start {target}')")
         return [latest]
@@ -149,6 +156,8 @@ def describe(app: App, job: Job) -> None:
     if job.state is JobState.RUNNING:
         head.append("  ready" if job.ready else "  not ready yet", style="bold green" if job.ready else "yellow")
     app.ui.print(head)
+    if job.executor != app.executor_name:
+        app.ui.text(f"  (last seen state: this job belongs to the {job.executor} executor)")
     if job.state.is_final and job.state is not JobState.COMPLETED:
         app.ui.text(f"  {service.failure_reason(job)}")
     elif job.state is JobState.COMPLETED and job.exit_code not in (None, 0):
@@ -166,9 +175,10 @@ def describe(app: App, job: Job) -> None:
 def cmd_check(app: App, args: ParsedArgs) -> None:
     """Show Slurm state, node, endpoint, readiness and the tunnel command; --wait blocks until ready."""
     if args.positionals:
-        jobs = resolve_jobs(app, args.positionals[0])
+        jobs = resolve_jobs(app, args.positionals[0], manage=bool(args.get("wait")))
     else:
-        jobs = app.jobs.active() or app.jobs.all()[-1:]
+        mine = [j for j in app.jobs.all() if j.executor == app.executor_name]
+        jobs = [j for j in mine if not j.state.is_final] or mine[-1:]
         if not jobs:
             raise CommandError("no jobs tracked (start one with 'start SERVICE')")
     jobs = refresh(app, jobs)
@@ -254,7 +264,7 @@ def cmd_stop(app: App, args: ParsedArgs) -> None:
             app.ui.info("no active jobs")
             return
     else:
-        jobs = resolve_jobs(app, target, active_only=True)
+        jobs = resolve_jobs(app, target, active_only=True, manage=True)
     grace = float(app.settings.get("slurm.stop_grace"))
     for job in jobs:
         if job.state.is_final:
@@ -304,7 +314,7 @@ def cmd_bench(app: App, args: ParsedArgs) -> None:
     """Benchmark a ready service with its benchmark client."""
     name = args.positionals[0]
     service = app.service(name)
-    jobs = [j for j in refresh(app, resolve_jobs(app, name)) if j.state is JobState.RUNNING]
+    jobs = [j for j in refresh(app, resolve_jobs(app, name, manage=True)) if j.state is JobState.RUNNING]
     if not jobs:
         raise CommandError(f"no running {name} job to benchmark ('start {name}' then 'check {name} --wait')")
     client = getattr(service, "bench_client", None)

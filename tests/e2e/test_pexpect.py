@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import glob
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -121,6 +122,22 @@ def test_tab_completed_dry_run_then_save_and_exit(shell, tmp_path: Path) -> None
     text = target.read_text()
     assert "benchctl> start chroma --dry-run" in text
     assert "#SBATCH --job-name=benchctl-chroma" in text
+
+
+def test_hangup_saves_the_transcript(shell, env: dict[str, str]) -> None:  # type: ignore[no-untyped-def]
+    """A dropped SSH session (SIGHUP) must not lose the session's transcript."""
+    sh = shell()
+    sh.prompt()
+    sh.run("help")
+    sh.expect("services: chroma")
+    sh.prompt()
+    sh.send("stat")  # a half-typed line when the connection drops
+    time.sleep(0.3)
+    sh.child.kill(signal.SIGHUP)
+    sh.expect(pexpect.EOF)  # type: ignore[arg-type]
+    [saved] = glob.glob(os.path.join(env["BENCHCTL_HOME"], "sessions", "*", "transcript.txt"))
+    text = Path(saved).read_text()
+    assert "benchctl> help" in text and "services: chroma" in text
 
 
 def test_error_line_then_ctrl_d_autosaves(shell, env: dict[str, str]) -> None:  # type: ignore[no-untyped-def]
