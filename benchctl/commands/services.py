@@ -194,19 +194,28 @@ def cmd_check(app: App, args: ParsedArgs) -> None:
 
 
 def wait_for(app: App, job: Job, timeout: float) -> Job:
+    """Block until ``job`` is ready. Each state change is printed as a line (and so recorded in the
+    transcript); the spinner shows the elapsed time on a terminal."""
     from benchctl.services import ServiceError
 
     service = app.service(job.service)
+    seen: list[tuple[object, ...]] = []
     with app.ui.status(f"waiting for {job.label}…") as status:
         def progress(j: Job, elapsed: float) -> None:
             where = f" on {j.host or j.nodes}" if (j.host or j.nodes) else ""
             why = f" ({j.reason})" if j.reason and j.state is JobState.PENDING else ""
+            key = (j.state, j.reason, where)
+            if not seen or seen[-1] != key:
+                seen.append(key)
+                app.ui.text(f"  {elapsed:5.1f}s  {j.label} {j.state.value}{why}{where}")
             status.update(f"waiting for {j.label}: {j.state.value}{why}{where}, {elapsed:.0f}s / {timeout:.0f}s")
 
+        started = time.monotonic()
         try:
             job = service.wait_ready(job, timeout, progress)
         except ServiceError as exc:
             raise CommandError(str(exc)) from None
+    app.ui.success(f"  {time.monotonic() - started:5.1f}s  {job.label} ready")
     describe(app, job)
     return job
 

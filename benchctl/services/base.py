@@ -185,7 +185,6 @@ class SlurmServer(ABC):
     def wait_ready(self, job: Job, timeout: float, progress: Callable[[Job, float], None] | None = None) -> Job:
         """Poll job state and the health endpoint until ready; ServiceError on failure or timeout."""
         start = time.monotonic()
-        interval = 0.5
         failures = 0
         while True:
             try:
@@ -207,8 +206,9 @@ class SlurmServer(ABC):
                                    f"'logs {job.id}' shows its output")
             if progress:
                 progress(job, elapsed)
+            # Fast at first (services usually come up within seconds), then gentler on the scheduler.
+            interval = min(max(0.5, elapsed / 10), 5.0)
             time.sleep(min(interval, max(0.1, timeout - elapsed)))
-            interval = min(interval * 1.5, 5.0)
 
     def failure_reason(self, job: Job) -> str:
         info = self.log_info(job)
