@@ -27,6 +27,28 @@ echo "BENCHCTL_NODE=${SLURMD_NODENAME:-$(hostname -s)}"
 BENCHCTL_IP=$(hostname --ip-address 2>/dev/null | awk '{print $1}')
 [ -n "$BENCHCTL_IP" ] || BENCHCTL_IP=$(hostname -I 2>/dev/null | awk '{print $1}')
 echo "BENCHCTL_IP=$BENCHCTL_IP"
+# ---- graceful stop ---------------------------------------------------------------------------
+# `benchctl stop` sends TERM (scancel --signal=TERM), Slurm sends USR1 before the time limit: stop the
+# service cleanly, then stay alive so the job still ends as CANCELLED / TIMEOUT, as the user expects.
+# Installed first thing, so a stop while modules load or an image is pulled is clean too.
+SVC_PID=
+_bc_stop() {
+  case "${_BC_STATE:-}" in
+    stopped) exit 0 ;;   # the final cancel after a clean stop: end now
+    stopping) return ;;  # a repeated signal while the service shuts down
+  esac
+  _BC_STATE=stopping
+  echo "BENCHCTL_STOPPING=$1"
+  kill -TERM "$SVC_PID" 2>/dev/null
+  rc=0
+  while kill -0 "$SVC_PID" 2>/dev/null; do wait "$SVC_PID" 2>/dev/null; rc=$?; done
+  echo "BENCHCTL_STOPPED=$rc"
+  _BC_STATE=stopped
+  sleep "$2" & wait $!
+  exit 0
+}
+trap '_bc_stop TERM 60' TERM
+trap '_bc_stop USR1 300' USR1
 
 # ---- port ------------------------------------------------------------------------------------
 # Several services may share a node: take a random port nobody listens on (bash's /dev/tcp probes it).
@@ -80,26 +102,6 @@ _bc_http_ok() {
   done
   echo "benchctl: service not ready after 300 s" >&2
 ) &
-# ---- graceful stop ---------------------------------------------------------------------------
-# `benchctl stop` sends TERM (scancel --signal=TERM), Slurm sends USR1 before the time limit: stop the
-# service cleanly, then stay alive so the job still ends as CANCELLED / TIMEOUT, as the user expects.
-_bc_stop() {
-  case "${_BC_STATE:-}" in
-    stopped) exit 0 ;;   # the final cancel after a clean stop: end now
-    stopping) return ;;  # a repeated signal while the service shuts down
-  esac
-  _BC_STATE=stopping
-  echo "BENCHCTL_STOPPING=$1"
-  kill -TERM "$SVC_PID" 2>/dev/null
-  rc=0
-  while kill -0 "$SVC_PID" 2>/dev/null; do wait "$SVC_PID" 2>/dev/null; rc=$?; done
-  echo "BENCHCTL_STOPPED=$rc"
-  _BC_STATE=stopped
-  sleep "$2" & wait $!
-  exit 0
-}
-trap '_bc_stop TERM 60' TERM
-trap '_bc_stop USR1 300' USR1
 wait "$SVC_PID"
 rc=$?
 echo "BENCHCTL_EXITED=$rc"
