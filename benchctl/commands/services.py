@@ -121,14 +121,14 @@ def cmd_start(app: App, args: ParsedArgs) -> None:
     options = {o.dest: _convert(o, args.get(o.dest), "start") for o in service.start_options()
                if args.get(o.dest) is not None}
     values = service.resolve(options, recipe)
-    if args.get("dry_run"):
-        script = service.render(values, service.new_run_dir())
-        app.ui.print(Text(script.rstrip("\n")), markup=False)
-        app.ui.info(f"(dry run: nothing submitted; executor {app.executor.name}, runtime {values['runtime']})")
-        return
     from benchctl.templates import TemplateError
 
     try:
+        if args.get("dry_run"):
+            script = service.render(values, service.new_run_dir())
+            app.ui.print(Text(script.rstrip("\n")), markup=False)
+            app.ui.info(f"(dry run: nothing submitted; executor {app.executor.name}, runtime {values['runtime']})")
+            return
         with app.ui.status(f"submitting {service.name} ({app.executor.name})…"):
             job = service.submit(values)
     except TemplateError as exc:

@@ -157,7 +157,10 @@ class SlurmServer(ABC):
         script_path = run_dir / "job.sh"
         script_path.write_text(script)
         script_path.chmod(0o700)
-        job_id = self.ctx.executor.submit(script_path, cwd=run_dir)
+        try:
+            job_id = self.ctx.executor.submit(script_path, cwd=run_dir)
+        except ExecutorError as exc:
+            raise ExecutorError(f"{exc} (the script is kept at {script_path})") from None
         (run_dir / "job.json").write_text(json.dumps({"job_id": job_id, "service": self.name,
                                                       "values": {k: str(v) for k, v in values.items()}}, indent=1))
         job = Job(id=job_id, service=self.name, executor=self.ctx.executor.name, script_path=str(script_path),
