@@ -86,7 +86,7 @@ def test_failing_job_reports_failed_and_exit_code(slurm_app) -> None:  # type: i
 def test_stop_pending_job(slurm_app) -> None:  # type: ignore[no-untyped-def]
     """A full cluster keeps the job PENDING (Resources); stop cancels it without the graceful phase."""
     blocker = subprocess.run(["sbatch", "--parsable", "-N", "2", "-c", "4", "-t", "5", "-J", "blocker",
-                              "--wrap", "sleep 300"], capture_output=True, text=True, timeout=30)
+                              "-o", "/dev/null", "--wrap", "sleep 300"], capture_output=True, text=True, timeout=30)
     assert blocker.returncode == 0, blocker.stderr
     blocker_id = blocker.stdout.strip().split(";")[0]
     try:
