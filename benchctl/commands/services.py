@@ -286,14 +286,15 @@ def cmd_stop(app: App, args: ParsedArgs) -> None:
 
 
 # ---- status --------------------------------------------------------------------------------------
-def job_table(jobs: Sequence[Job]) -> Table:
+def job_table(app: App, jobs: Sequence[Job]) -> Table:
     table = Table(show_edge=False, header_style="bold")
     for col in ("JOB", "SERVICE", "STATE", "NODE", "ENDPOINT", "READY", "AGE", "REASON"):
         table.add_column(col, no_wrap=col != "REASON")
     now = time.time()
     for job in jobs:
         age = int(now - job.submitted_at)
-        endpoint = f"{job.endpoint_host}:{job.port}" if job.port and not job.state.is_final else ""
+        ep = app.service(job.service).endpoint(job) if job.port and not job.state.is_final else None
+        endpoint = f"{ep.host}:{ep.port}" if ep else ""
         reason = job.reason or (f"exit {job.exit_code}" if job.exit_code not in (None, 0) else "")
         table.add_row(job.id, job.service, Text(job.state.value, style=_STATE_STYLE.get(job.state, "")),
                       job.host or job.nodes, endpoint, "yes" if job.ready else "",
@@ -315,7 +316,7 @@ def cmd_status(app: App, args: ParsedArgs) -> None:
         shown = refresh(app, shown)
     except ExecutorError as exc:
         app.ui.warn(f"states may be stale: {exc}")
-    app.ui.renderable(job_table(shown))
+    app.ui.renderable(job_table(app, shown))
 
 
 # ---- bench ---------------------------------------------------------------------------------------
