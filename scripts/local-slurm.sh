@@ -400,6 +400,9 @@ EOF
 }
 
 do_start() {
+  # slurmdbd, sacctmgr and munge look up localhost and this host's name: fail early and clearly.
+  getent hosts localhost >/dev/null || die "'localhost' does not resolve: add '127.0.0.1 localhost' to /etc/hosts"
+  getent hosts "$HN" >/dev/null || log "warning: host name '$HN' does not resolve (munge will warn; slurm uses 127.0.0.1)"
   trap 'rc=$?; if [ "$rc" -ne 0 ]; then log "start FAILED (rc=$rc)"; dump_logs; fi' EXIT
   run_step "packages" install_packages
   run_step "config (cluster $CLUSTER, nodes $(node_list), $SLURM_CPUS CPUs each)" write_config
