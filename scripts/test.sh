@@ -7,12 +7,12 @@ T0=$(date +%s)
 scripts/setup.sh test
 
 started=0
-if ! scripts/local-slurm.sh status >/dev/null 2>&1; then
-  scripts/local-slurm.sh start
-  started=1
-fi
 cleanup() { if [ "$started" = 1 ]; then scripts/local-slurm.sh stop || true; fi; }
 trap cleanup EXIT
+if ! scripts/local-slurm.sh status >/dev/null 2>&1; then
+  started=1  # set first: a start that fails half-way must still stop what it started
+  scripts/local-slurm.sh start
+fi
 
 echo "[test] ruff, mypy"
 .venv/bin/ruff check benchctl tests scripts
