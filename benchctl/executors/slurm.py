@@ -17,6 +17,7 @@ from benchctl.slurm.parse import (
     parse_squeue,
 )
 from benchctl.slurm.runner import CommandNotFound, Runner, submission_env
+from benchctl.slurm.states import JobState
 
 log = logging.getLogger(__name__)
 
@@ -56,12 +57,17 @@ class SlurmExecutor(Executor):
         if not res.ok:
             # One aged-out id makes squeue fail for the whole list ("Invalid job id specified").
             log.debug("squeue failed (%s); asking sacct", res.error_text())
-        # sacct for ids squeue does not show, and for finished jobs (their exit code is only in sacct).
-        need = [j for j in job_ids if j not in found or found[j].state.is_final]
+        # sacct for ids squeue does not show, for finished jobs (their exit code is only in sacct), and for
+        # COMPLETING ones: sacct already knows how they ended (TIMEOUT, CANCELLED, FAILED).
+        need = [j for j in job_ids
+                if j not in found or found[j].state.is_final or found[j].state is JobState.COMPLETING]
         if need:
             acct = self._run(["sacct", "-X", "-n", "-P", "-j", ",".join(need), "-o", SACCT_FIELDS])
             if acct.ok:
-                found.update({k: v for k, v in parse_sacct(acct.stdout).items() if k in need})
+                for job_id, status in parse_sacct(acct.stdout).items():
+                    completing = job_id in found and found[job_id].state is JobState.COMPLETING
+                    if job_id in need and (status.state.is_final or not completing):
+                        found[job_id] = status
             elif not res.ok:
                 raise ExecutorError(f"cannot query Slurm: {res.error_text()}; sacct: {acct.error_text()}")
         return found

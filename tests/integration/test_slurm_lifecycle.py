@@ -126,7 +126,9 @@ def test_time_limit_is_reported(slurm_app) -> None:  # type: ignore[no-untyped-d
     assert app.run_line("start chroma --time 1")
     job_id = app.jobs.latest_for("chroma").id
     assert wait_until(lambda: sacct_state(job_id) == "TIMEOUT", 180, step=3)
-    assert app.run_line(f"check {job_id}")
+    # benchctl shows the final state as soon as Slurm has it (even while squeue still says COMPLETING).
+    assert wait_until(lambda: app.run_line(f"check {job_id}") and app.jobs.get(job_id).state is JobState.TIMEOUT,
+                      20)
     out = " ".join(app.out.getvalue().split())  # undo the console's line wrapping
     job = app.jobs.get(job_id)
     assert job.state is JobState.TIMEOUT and job.time_limit_hit
