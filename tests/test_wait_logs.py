@@ -19,7 +19,7 @@ from tests.fakes import FakeSlurm
 
 
 class Heartbeat(http.server.BaseHTTPRequestHandler):
-    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+    def do_GET(self) -> None:
         ok = self.path == "/api/v2/heartbeat"
         self.send_response(200 if ok else 404)
         self.end_headers()
