@@ -50,10 +50,12 @@ class App:
         self._ctx: ServiceContext | None = None
         self.history_strings: list[str] = []  # set by the REPL; `history` reads it
         self.last_failed = False
+        from benchctl.commands.bench import register as register_bench_commands
         from benchctl.commands.services import register as register_service_commands
         from benchctl.commands.session import register as register_session_commands
 
         register_service_commands(self.registry)
+        register_bench_commands(self.registry)
         register_session_commands(self.registry)
 
     # ---- lazily built parts --------------------------------------------------------------------

@@ -319,20 +319,6 @@ def cmd_status(app: App, args: ParsedArgs) -> None:
     app.ui.renderable(job_table(app, shown))
 
 
-# ---- bench ---------------------------------------------------------------------------------------
-def cmd_bench(app: App, args: ParsedArgs) -> None:
-    """Benchmark a ready service with its benchmark client."""
-    name = args.positionals[0]
-    service = app.service(name)
-    jobs = [j for j in refresh(app, resolve_jobs(app, name, manage=True)) if j.state is JobState.RUNNING]
-    if not jobs:
-        raise CommandError(f"no running {name} job to benchmark ('start {name}' then 'check {name} --wait')")
-    client = getattr(service, "bench_client", None)
-    if client is None:
-        raise CommandError(f"{name} has no benchmark client yet")
-    client(app, jobs[-1], args)
-
-
 def register(registry: Registry) -> None:
     target = (ArgKind.TARGET,)
     registry.add(Command("start", cmd_start, "start SERVICE [options] [--recipe FILE] [--dry-run]",
@@ -354,5 +340,4 @@ def register(registry: Registry) -> None:
                          (ArgKind.TARGET_ALL,), min_args=1))
     registry.add(Command("status", cmd_status, "status [--all]", "table of tracked jobs", (),
                          (OptSpec("--all", None, "all jobs, not just the last 20"),)))
-    registry.add(Command("bench", cmd_bench, "bench SERVICE [options]", "benchmark a ready service",
-                         (ArgKind.SERVICE,), min_args=1))
+

@@ -93,6 +93,7 @@ class SlurmServer(ABC):
     default_cpus: ClassVar[int] = 2
     ready_timeout: ClassVar[int] = 600
     extra_options: ClassVar[tuple[Option, ...]] = ()
+    bench_kind: ClassVar[str | None] = None  # which benchmark client `bench SERVICE` runs ("vector", ...)
 
     def __init__(self, ctx: ServiceContext) -> None:
         self.ctx = ctx

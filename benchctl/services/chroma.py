@@ -17,6 +17,7 @@ class Chroma(SlurmServer):
     health_path = "/api/v2/heartbeat"
     default_cpus = 4
     ready_timeout = 300
+    bench_kind = "vector"
     extra_options: ClassVar[tuple[Option, ...]] = (
         Option("--data-dir", "path", "where chroma keeps its data (default: a new dir under {scratch})",
                metavar="DIR"),

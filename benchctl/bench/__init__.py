@@ -1,0 +1,1 @@
+"""Benchmark clients (vector databases now; LLM servers and IO500 follow) and their shared result format."""
