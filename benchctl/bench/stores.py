@@ -10,9 +10,16 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeAlias
 
+import numpy as np
+import numpy.typing as npt
+import orjson
 import requests
+
+# A float32 numpy array (what the benchmark sends) or plain lists (what a user script might pass).
+Vectors: TypeAlias = npt.NDArray[np.float32] | Sequence[Sequence[float]]
+Vector: TypeAlias = npt.NDArray[np.float32] | Sequence[float]
 
 
 class StoreError(RuntimeError):
@@ -46,28 +53,31 @@ class VectorStore(ABC):
         return s
 
     def _call(self, s: requests.Session, method: str, path: str, body: Any = None) -> Any:
+        # orjson: encoding 500x128 floats with the json module costs more than the request itself.
+        data = orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY) if body is not None else None
+        headers = {"Content-Type": "application/json"} if data is not None else None
         try:
-            resp = s.request(method, self.base_url + path, json=body, timeout=self.timeout)
+            resp = s.request(method, self.base_url + path, data=data, headers=headers, timeout=self.timeout)
         except requests.RequestException as exc:
             raise StoreError(f"{method} {path}: {exc.__class__.__name__}: {exc}") from None
         if resp.status_code >= 400:
             raise StoreError(f"{method} {path}: HTTP {resp.status_code}: {resp.text[:300]}")
-        return resp.json() if resp.content else None
+        return orjson.loads(resp.content) if resp.content else None
 
     @abstractmethod
     def create(self, s: requests.Session, collection: str, dim: int, params: IndexParams) -> None:
         """Create the collection (dropping an old one of that name first)."""
 
     @abstractmethod
-    def insert(self, s: requests.Session, collection: str, ids: Sequence[int], vectors: list[list[float]]) -> None:
-        ...
+    def insert(self, s: requests.Session, collection: str, ids: Sequence[int], vectors: Vectors) -> None:
+        """Add vectors (rows of a float32 array are sent as is: float32 text is shorter than float64)."""
 
     @abstractmethod
     def count(self, s: requests.Session, collection: str) -> int:
         ...
 
     @abstractmethod
-    def search(self, s: requests.Session, collection: str, vector: list[float], k: int) -> list[int]:
+    def search(self, s: requests.Session, collection: str, vector: Vector, k: int) -> list[int]:
         """Ids of the k nearest neighbours, nearest first."""
 
     @abstractmethod
@@ -102,14 +112,14 @@ class ChromaStore(VectorStore):
             self._ids[collection] = self._call(s, "GET", f"{self.prefix}/{collection}")["id"]
         return self._ids[collection]
 
-    def insert(self, s: requests.Session, collection: str, ids: Sequence[int], vectors: list[list[float]]) -> None:
+    def insert(self, s: requests.Session, collection: str, ids: Sequence[int], vectors: Vectors) -> None:
         self._call(s, "POST", f"{self.prefix}/{self._cid(s, collection)}/add",
                    {"ids": [str(i) for i in ids], "embeddings": vectors})
 
     def count(self, s: requests.Session, collection: str) -> int:
         return int(self._call(s, "GET", f"{self.prefix}/{self._cid(s, collection)}/count"))
 
-    def search(self, s: requests.Session, collection: str, vector: list[float], k: int) -> list[int]:
+    def search(self, s: requests.Session, collection: str, vector: Vector, k: int) -> list[int]:
         body = self._call(s, "POST", f"{self.prefix}/{self._cid(s, collection)}/query",
                           {"query_embeddings": [vector], "n_results": k, "include": ["distances"]})
         return [int(i) for i in body["ids"][0]]
@@ -129,3 +139,5 @@ class ChromaStore(VectorStore):
 
 
 STORES: dict[str, type[VectorStore]] = {"chroma": ChromaStore}
+# Last: qdrant_store subclasses VectorStore and registers STORES["qdrant"] (safe in either import order).
+from benchctl.bench import qdrant_store  # noqa: E402, F401

@@ -71,7 +71,7 @@ class VectorBench:
         for i, lo in enumerate(range(0, len(train), cfg.batch)):
             chunk = train[lo:lo + cfg.batch]
             t0 = time.perf_counter()
-            self.store.insert(s, cfg.collection, range(lo, lo + len(chunk)), chunk.tolist())
+            self.store.insert(s, cfg.collection, range(lo, lo + len(chunk)), chunk)
             ms = (time.perf_counter() - t0) * 1000
             latencies.append(ms)
             self.writer.request({"phase": "ingest", "batch": i, "size": len(chunk), "latency_ms": round(ms, 3)})
@@ -95,7 +95,7 @@ class VectorBench:
 
     def _query(self, s: Any, qi: int) -> tuple[float, list[int]]:
         t0 = time.perf_counter()
-        found = self.store.search(s, self.cfg.collection, self.data.queries[qi].tolist(), self.cfg.k)
+        found = self.store.search(s, self.cfg.collection, self.data.queries[qi], self.cfg.k)
         return (time.perf_counter() - t0) * 1000, found
 
     def serial(self) -> dict[str, Any]:
