@@ -6,9 +6,10 @@ from pathlib import Path
 
 from benchctl.services.base import Endpoint, ServiceContext, ServiceError, SlurmServer
 from benchctl.services.chroma import Chroma
+from benchctl.services.qdrant import Qdrant
 from benchctl.templates import find_resource_dir
 
-SERVICES: dict[str, type[SlurmServer]] = {cls.name: cls for cls in (Chroma,)}
+SERVICES: dict[str, type[SlurmServer]] = {cls.name: cls for cls in (Chroma, Qdrant)}
 
 
 def load_images(path: Path | None = None) -> dict[str, str]:

@@ -1,0 +1,90 @@
+"""Qdrant vector database: the ``qdrant`` binary on one node, ready when ``GET /readyz`` answers.
+
+Qdrant reads its settings from ``config/*.yaml`` relative to its working directory, then from
+``QDRANT__SECTION__KEY`` environment variables; the job script sets everything it needs through the
+environment and runs from a writable directory on scratch (the image's own files are read-only).
+
+An API key never reaches the batch script: ``--api-key-env VAR`` names an environment variable of the
+submitting shell (sbatch passes that environment to the job), and the script reads ``$VAR`` at run time.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+from benchctl.executors.base import ExecutorError
+from benchctl.jobs import Job
+from benchctl.services.base import SlurmServer
+from benchctl.services.options import Option, OptionError
+from benchctl.slurm.runner import submission_env
+from benchctl.templates import TemplateError
+
+_ENV_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def valid_env_name(name: str) -> bool:
+    """A name bash accepts in ``${NAME}`` (nothing that could become code in the script)."""
+    return _ENV_NAME_RE.fullmatch(name) is not None
+
+
+@dataclass(frozen=True)
+class EnvNameOption(Option):
+    """An option whose value is the NAME of an environment variable (a shell identifier)."""
+
+    def convert(self, raw: Any) -> Any:
+        text = super().convert(raw)
+        if not valid_env_name(text):
+            raise OptionError(f"{self.flag}: expected the name of an environment variable (letters, digits "
+                              f"and _, not starting with a digit), got {text!r}; pass the variable's name, "
+                              f"not its value")
+        if text not in submission_env({text: "x"}):
+            raise OptionError(f"{self.flag}: {text} cannot carry the key: benchctl does not pass SLURM_*, SBATCH_*, "
+                              f"SALLOC_* or SRUN_* variables to sbatch; use another name")
+        return text
+
+
+class Qdrant(SlurmServer):
+    name = "qdrant"
+    summary = "Qdrant vector database (REST API, optional gRPC)"
+    template = "qdrant.sbatch.j2"
+    health_path = "/readyz"  # on Qdrant's auth whitelist: answers without the API key
+    default_cpus = 4
+    ready_timeout = 300
+    bench_kind = "vector"  # `bench qdrant` runs the vector benchmark through STORES["qdrant"]
+    # default_port stays 0 (the job picks a free port) although Qdrant's own default is 6333: compute nodes on
+    # MeluXina are shared, and a second Qdrant (or anyone's) on 6333 would make the job fail at bind time.
+    # benchctl records the port the job printed, so clients never need to guess; `--port 6333` pins it when
+    # a tool insists on the well-known port. The same applies to --grpc-port (0 = another free port).
+    extra_options: ClassVar[tuple[Option, ...]] = (
+        Option("--grpc-port", "int", "gRPC port (default 0: a free port picked on the node, like --port)",
+               default=0, metavar="PORT"),
+        EnvNameOption("--api-key-env", "str", "require an API key: the NAME of an environment variable that "
+                      "holds it (read by the job at run time, never written into the script)", metavar="VAR"),
+        Option("--data-dir", "path", "where qdrant keeps storage and snapshots (default: a new dir under "
+               "{scratch})", metavar="DIR"),
+    )
+
+    def template_values(self, values: Mapping[str, Any], run_dir: Path) -> dict[str, Any]:
+        data_dir = values.get("data_dir") or str(
+            Path(self.ctx.settings.expand("paths.scratch")) / "benchctl" / "qdrant" / run_dir.name)
+        grpc_port = int(values.get("grpc_port") or 0)
+        if grpc_port and grpc_port == int(values.get("port") or 0):
+            raise TemplateError(f"--grpc-port {grpc_port} is also the REST port (--port); pick another")
+        key_env = str(values.get("api_key_env") or "")
+        # Checked again here: a value that bypassed the option (a caller building values by hand) must still
+        # never be spliced into ${...} in the script.
+        if key_env and not valid_env_name(key_env):
+            raise TemplateError(f"--api-key-env: {key_env!r} is not an environment variable name")
+        return {"data_dir": str(data_dir), "grpc_port": grpc_port, "api_key_env": key_env}
+
+    def submit(self, values: Mapping[str, Any]) -> Job:
+        key_env = str(values.get("api_key_env") or "")
+        if key_env and not submission_env().get(key_env):
+            # The job would only fail later on the compute node; say it now, before anything is queued.
+            raise ExecutorError(f"--api-key-env {key_env}: ${key_env} is not set (or empty) in this shell; "
+                                f"export it before 'start' (the job inherits this environment)")
+        return super().submit(values)

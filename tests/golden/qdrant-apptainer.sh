@@ -1,0 +1,132 @@
+#!/bin/bash -l
+#SBATCH --job-name=benchctl-qdrant
+#SBATCH --account=p200981
+#SBATCH --partition=cpu
+#SBATCH --qos=default
+#SBATCH --time=01:00:00
+#SBATCH --nodes=1
+#SBATCH --ntasks-per-node=1
+#SBATCH --cpus-per-task=4
+#SBATCH --output=/home/u/benchctl/jobs/qdrant-X/slurm-%j.out
+#SBATCH --error=/home/u/benchctl/jobs/qdrant-X/slurm-%j.err
+#SBATCH --signal=B:USR1@120
+
+# benchctl: Qdrant vector database (REST API), readiness GET /readyz
+# ---- environment -----------------------------------------------------------------------------
+if command -v module >/dev/null 2>&1; then
+  module load env/release/2024.1
+  module load Apptainer
+else
+  echo "benchctl: no 'module' command on $(hostname); skipping module loads" >&2
+fi
+export NO_COLOR=1
+echo "BENCHCTL_JOBID=${SLURM_JOB_ID:-}"
+echo "BENCHCTL_SERVICE=qdrant"
+echo "BENCHCTL_HOST=$(hostname)"
+echo "BENCHCTL_NODE=${SLURMD_NODENAME:-$(hostname -s)}"
+BENCHCTL_IP=$(hostname --ip-address 2>/dev/null | awk '{print $1}')
+[ -n "$BENCHCTL_IP" ] || BENCHCTL_IP=$(hostname -I 2>/dev/null | awk '{print $1}')
+echo "BENCHCTL_IP=$BENCHCTL_IP"
+# ---- graceful stop ---------------------------------------------------------------------------
+# `benchctl stop` sends TERM (scancel --signal=TERM), Slurm sends USR1 before the time limit: stop the
+# service cleanly, then stay alive so the job still ends as CANCELLED / TIMEOUT, as the user expects.
+# Installed first thing, so a stop while modules load or an image is pulled is clean too.
+SVC_PID=
+_bc_stop() {
+  case "${_BC_STATE:-}" in
+    stopped) exit 0 ;;   # the final cancel after a clean stop: end now
+    stopping) return ;;  # a repeated signal while the service shuts down
+  esac
+  _BC_STATE=stopping
+  echo "BENCHCTL_STOPPING=$1"
+  kill -TERM "$SVC_PID" 2>/dev/null
+  rc=0
+  while kill -0 "$SVC_PID" 2>/dev/null; do wait "$SVC_PID" 2>/dev/null; rc=$?; done
+  echo "BENCHCTL_STOPPED=$rc"
+  _BC_STATE=stopped
+  sleep "$2" & wait $!
+  exit 0
+}
+trap '_bc_stop TERM 60' TERM
+trap '_bc_stop USR1 300' USR1
+
+# ---- port ------------------------------------------------------------------------------------
+# Several services may share a node: take a random port nobody listens on (bash's /dev/tcp probes it).
+PORT=
+for _ in $(seq 1 100); do
+  candidate=$(( 20000 + RANDOM % 30000 ))
+  if ! (exec 3<>"/dev/tcp/127.0.0.1/$candidate") 2>/dev/null; then PORT=$candidate; break; fi
+done
+[ -n "$PORT" ] || { echo "benchctl: no free port found on $(hostname)" >&2; exit 1; }
+echo "BENCHCTL_PORT=$PORT"
+# gRPC gets a free port of its own (not the REST port).
+GRPC_PORT=
+for _ in $(seq 1 100); do
+  candidate=$(( 20000 + RANDOM % 30000 ))
+  [ "$candidate" = "$PORT" ] && continue
+  if ! (exec 3<>"/dev/tcp/127.0.0.1/$candidate") 2>/dev/null; then GRPC_PORT=$candidate; break; fi
+done
+[ -n "$GRPC_PORT" ] || { echo "benchctl: no free gRPC port found on $(hostname)" >&2; exit 1; }
+echo "BENCHCTL_GRPC_PORT=$GRPC_PORT"
+DATA_DIR=/project/scratch/p200981/u/benchctl/qdrant/qdrant-X
+mkdir -p "$DATA_DIR/storage" "$DATA_DIR/snapshots"
+echo "BENCHCTL_DATA_DIR=$DATA_DIR"
+
+# ---- container image -------------------------------------------------------------------------
+command -v apptainer >/dev/null 2>&1 || { echo "benchctl: apptainer not found on $(hostname) (module load Apptainer?)" >&2; exit 127; }
+SIF=/project/scratch/p200981/u/benchctl/sif/qdrant_v1.15.4.sif
+if [ ! -f "$SIF" ]; then
+  mkdir -p "$(dirname "$SIF")"
+  # Pull to a job-private name and rename: two jobs pulling at once must not see a half-written image.
+  apptainer pull --disable-cache "$SIF.$SLURM_JOB_ID.tmp" docker://qdrant/qdrant:v1.15.4 && mv -f "$SIF.$SLURM_JOB_ID.tmp" "$SIF" \
+    || { rm -f "$SIF.$SLURM_JOB_ID.tmp"; echo "benchctl: cannot pull "docker://qdrant/qdrant:v1.15.4 >&2; exit 1; }
+fi
+echo "BENCHCTL_IMAGE=$SIF"
+# Bind the service's directories and the site's file systems (those that exist on this node).
+BINDS=()
+for dir in /project/scratch/p200981/u/benchctl/qdrant/qdrant-X /project /mnt/tier1 /mnt/tier2; do
+  [ -e "$dir" ] && BINDS+=(-B "$dir")
+done
+
+# ---- configuration -----------------------------------------------------------------------------
+# Qdrant reads config/*.yaml relative to its working directory, then QDRANT__SECTION__KEY variables (which
+# win). Run from the data dir (writable, bound into the container) and set every path explicitly: the
+# image's own /qdrant/storage is read-only under Apptainer. Apptainer passes this environment through.
+cd "$DATA_DIR" || exit 1
+export QDRANT__STORAGE__STORAGE_PATH="$DATA_DIR/storage"
+export QDRANT__STORAGE__SNAPSHOTS_PATH="$DATA_DIR/snapshots"
+# 0.0.0.0: reachable from the login node and other compute nodes, not only from this one.
+export QDRANT__SERVICE__HOST=0.0.0.0
+export QDRANT__SERVICE__HTTP_PORT="$PORT"
+export QDRANT__SERVICE__GRPC_PORT="$GRPC_PORT"
+export QDRANT__TELEMETRY_DISABLED=true
+# The API key comes from $QDRANT_API_KEY in the environment sbatch passed on; this script never holds it.
+# (Plain HTTP: the key crosses the cluster network unencrypted. /readyz needs no key.)
+export QDRANT__SERVICE__API_KEY="${QDRANT_API_KEY:?benchctl: QDRANT_API_KEY is not set in the job environment (export it before start)}"
+echo "BENCHCTL_API_KEY_ENV=QDRANT_API_KEY"
+# ---- service -----------------------------------------------------------------------------------
+apptainer exec "${BINDS[@]}" "$SIF" /qdrant/qdrant &
+SVC_PID=$!
+echo "BENCHCTL_PID=$SVC_PID"
+# ---- readiness: poll the service's own health endpoint, then print the READY marker -------------
+_bc_http_ok() {
+  if command -v curl >/dev/null 2>&1; then
+    curl -fsS -o /dev/null --max-time 2 "http://127.0.0.1:$PORT$1" 2>/dev/null
+  else
+    exec 3<>"/dev/tcp/127.0.0.1/$PORT" 2>/dev/null || return 1
+    printf 'GET %s HTTP/1.0\r\nHost: localhost\r\n\r\n' "$1" >&3
+    head -n 1 <&3 | grep -q ' 200 '
+  fi
+}
+(
+  for _ in $(seq 1 300); do
+    kill -0 "$SVC_PID" 2>/dev/null || exit 0
+    if _bc_http_ok /readyz; then echo "BENCHCTL_READY=$(date -u +%Y-%m-%dT%H:%M:%SZ)"; exit 0; fi
+    sleep 1
+  done
+  echo "benchctl: service not ready after 300 s" >&2
+) &
+wait "$SVC_PID"
+rc=$?
+echo "BENCHCTL_EXITED=$rc"
+exit "$rc"
