@@ -9,6 +9,7 @@ over qdrant-client's local engine (no Qdrant server binary can be installed here
 from __future__ import annotations
 
 import difflib
+import json
 import os
 import shlex
 import subprocess
@@ -586,3 +587,20 @@ def test_job_serves_qdrant_with_an_api_key(tmp_path: Path, qdrant_on_path: Path,
     assert job.state.is_final
     assert "STOPPED" in service.log_info(job).markers
     assert "qdrant-test-server stopped" in Path(job.out_path).read_text()
+
+
+def test_same_bench_command_runs_against_qdrants_rest_api(app: App, qdrant: QdrantTestServer,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """`bench vector --store qdrant` drives the whole benchmark over Qdrant's REST routes."""
+    out_file = Path(os.environ["BENCHCTL_HOME"]) / "qdrant-run.json"
+    line = (f"bench vector --url {qdrant.url} --store qdrant --n 1500 --dim 16 --queries 30 "
+            f"--concurrency 1,2 --duration 1 --output {out_file}")
+    assert app.run_line(line), app.out.getvalue()  # type: ignore[attr-defined]
+    run = json.loads(out_file.read_text())
+    assert run["service"] == {"name": "qdrant", "endpoint": qdrant.url}
+    assert run["metrics"]["ingest"]["count"] == 1500
+    assert run["metrics"]["serial"]["recall@10"] == 1.0  # the test server's engine searches exactly
+    assert [p["concurrency"] for p in run["points"]] == [1, 2]
+    assert all(p["requests"] > 0 and p["errors"] == 0 for p in run["points"])
+    out = app.out.getvalue()  # type: ignore[attr-defined]
+    assert "ingest: 1500 vectors" in out and "recall@10" in out
