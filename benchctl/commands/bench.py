@@ -51,10 +51,22 @@ def bench_kind(target: str) -> str | None:
     return getattr(cls, "bench_kind", None) if cls else None
 
 
+IO500_OPTIONS: tuple[OptSpec, ...] = (
+    OptSpec("--job", ArgKind.JOB, "collect the results of this io500 job instead of submitting a new one",
+            metavar="JOBID"),
+    OptSpec("--timeout", ArgKind.INT, "seconds to wait for the run (default ui.wait_timeout x 8)", metavar="S"),
+    OptSpec("--output", ArgKind.PATH, "also write the run JSON to FILE", metavar="FILE"),
+)
+
+
 def _options(app: App, positionals: Sequence[str]) -> tuple[OptSpec, ...]:
     if not positionals:
         return ()
     kind = bench_kind(positionals[0])
+    if kind == "io500":
+        from benchctl.commands.services import _start_options
+
+        return IO500_OPTIONS + _start_options(app, positionals)
     if kind == "vector":
         return VECTOR_OPTIONS + (ENDPOINT_OPTIONS if positionals[0] == "vector" else ENDPOINT_OPTIONS[2:])
     return ()
@@ -116,6 +128,9 @@ def cmd_bench(app: App, args: ParsedArgs) -> None:
         if target != "vector":
             app.service(target)  # unknown service: its own clear error
         raise CommandError(f"{target} has no benchmark client yet")
+    if kind == "io500":
+        run_io500(app, args)
+        return
     url, store_kind, service_record = _endpoint(app, target, args)
     run_vector(app, args, url, store_kind, service_record)
 
@@ -176,6 +191,44 @@ def run_vector(app: App, args: ParsedArgs, url: str, store_kind: str, service_re
     path = writer.finish(envelope, extra_output=output)
     show_vector_summary(app, metrics, points, cfg.k)
     app.ui.info(f"results: {path}" + (f" (and {output})" if output else ""))
+
+
+def run_io500(app: App, args: ParsedArgs) -> None:
+    """Submit an IO500 run with the given options (or take --job), wait for it, store and show its scores."""
+    from benchctl.bench.io500 import result_table
+    from benchctl.bench.results import RunWriter
+    from benchctl.commands.services import _convert, resolve_jobs, wait_for
+    from benchctl.templates import TemplateError
+
+    service = app.service("io500")
+    if args.get("job"):
+        job = resolve_jobs(app, args.get("job"), manage=True)[0]
+        if job.service != "io500":
+            raise CommandError(f"job {job.id} is a {job.service} job, not io500")
+    else:
+        options = {o.dest: _convert(o, args.get(o.dest), "bench") for o in service.start_options()
+                   if args.get(o.dest) is not None}
+        try:
+            job = service.submit(service.resolve(options))
+        except TemplateError as exc:
+            raise CommandError(f"bench io500: {exc}") from None
+        app.ui.success(f"submitted io500 as job {job.id} (run dir {job.run_dir})")
+    timeout = float(args.get("timeout") or float(app.settings.get("ui.wait_timeout")) * 8)
+    job = wait_for(app, job, timeout)
+    result = service.results(job)  # type: ignore[attr-defined]
+    if result is None:
+        raise CommandError(f"{job.label}: no IO500 results found ('logs {job.id}')")
+    writer = RunWriter(app.home, "io500", "io500")
+    metrics = result.to_dict()
+    envelope = writer.envelope(service={"name": "io500", "job_id": job.id, "nodes": job.host or job.nodes},
+                               config=dict(job.options), metrics=metrics, points=[], client_health={},
+                               errors={} if metrics.get("valid") else {"invalid": 1})
+    output = Path(args.get("output")).expanduser() if args.get("output") else None
+    path = writer.finish(envelope, extra_output=output)
+    app.ui.renderable(result_table(result, title=f"IO500 job {job.id}"))
+    if not metrics.get("valid"):
+        app.ui.warn("this run is INVALID for IO500 (see the flagged rows)")
+    app.ui.info(f"results: {path}")
 
 
 def show_vector_summary(app: App, metrics: dict[str, Any], points: list[dict[str, Any]], k: int) -> None:

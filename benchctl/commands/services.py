@@ -153,7 +153,7 @@ def describe(app: App, job: Job) -> None:
     ep = service.endpoint(job)
     if ep and not job.state.is_final:
         head.append(f"  {ep.host}:{ep.port}")
-    if job.state is JobState.RUNNING:
+    if job.state is JobState.RUNNING and not service.is_batch:
         head.append("  ready" if job.ready else "  not ready yet", style="bold green" if job.ready else "yellow")
     app.ui.print(head)
     if job.executor != app.executor_name:
@@ -215,7 +215,8 @@ def wait_for(app: App, job: Job, timeout: float) -> Job:
             job = service.wait_ready(job, timeout, progress)
         except ServiceError as exc:
             raise CommandError(str(exc)) from None
-    app.ui.success(f"  {time.monotonic() - started:5.1f}s  {job.label} ready")
+    done = "finished" if service.is_batch else "ready"
+    app.ui.success(f"  {time.monotonic() - started:5.1f}s  {job.label} {done}")
     describe(app, job)
     return job
 

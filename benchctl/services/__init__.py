@@ -6,10 +6,11 @@ from pathlib import Path
 
 from benchctl.services.base import Endpoint, ServiceContext, ServiceError, SlurmServer
 from benchctl.services.chroma import Chroma
+from benchctl.services.io500 import Io500
 from benchctl.services.qdrant import Qdrant
 from benchctl.templates import find_resource_dir
 
-SERVICES: dict[str, type[SlurmServer]] = {cls.name: cls for cls in (Chroma, Qdrant)}
+SERVICES: dict[str, type[SlurmServer]] = {cls.name: cls for cls in (Chroma, Qdrant, Io500)}
 
 
 def load_images(path: Path | None = None) -> dict[str, str]:

@@ -94,6 +94,7 @@ class SlurmServer(ABC):
     ready_timeout: ClassVar[int] = 600
     extra_options: ClassVar[tuple[Option, ...]] = ()
     bench_kind: ClassVar[str | None] = None  # which benchmark client `bench SERVICE` runs ("vector", ...)
+    is_batch: ClassVar[bool] = False  # a job that runs to completion (IO500), not a server with an endpoint
 
     def __init__(self, ctx: ServiceContext) -> None:
         self.ctx = ctx
@@ -106,6 +107,10 @@ class SlurmServer(ABC):
     def template_values(self, values: Mapping[str, Any], run_dir: Path) -> dict[str, Any]:
         """Service-specific template variables (besides ``job``)."""
         return {}
+
+    def prepare_run_dir(self, values: Mapping[str, Any], run_dir: Path) -> None:
+        """Write files the job needs next to job.sh (e.g. IO500's INI); raise TemplateError on bad values."""
+        return None  # servers need nothing but the script
 
     # ---- render / submit ---------------------------------------------------------------------
     def resolve(self, options: Mapping[str, Any], recipe: Mapping[str, Any] | None = None) -> dict[str, Any]:
@@ -134,6 +139,8 @@ class SlurmServer(ABC):
             "service": self.name, "name": f"benchctl-{self.name}",
             "account": values["account"], "partition": values["partition"], "qos": values["qos"],
             "time": values["time"], "nodes": int(values["nodes"]), "cpus": int(values["cpus"]),
+            # Servers run one task per node; MPI jobs (IO500) ask for more with a tasks_per_node option.
+            "ntasks_per_node": int(values.get("tasks_per_node") or 1),
             "mem": values["mem"], "gpus": int(values["gpus"]),
             "output": str(run_dir / "slurm-%j.out"), "error": str(run_dir / "slurm-%j.err"),
             "modules": list(s.get("container.modules")), "runtime": values["runtime"],
@@ -155,6 +162,7 @@ class SlurmServer(ABC):
         run_dir = self.new_run_dir()
         script = self.render(values, run_dir)
         run_dir.mkdir(parents=True, exist_ok=True)
+        self.prepare_run_dir(values, run_dir)
         script_path = run_dir / "job.sh"
         script_path.write_text(script)
         script_path.chmod(0o700)
