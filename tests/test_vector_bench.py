@@ -125,3 +125,22 @@ def test_bench_command_errors(app: App) -> None:
     assert "unknown service 'nosuch'" in app.out.getvalue()  # type: ignore[attr-defined]
     assert not app.run_line("bench vector --url http://127.0.0.1:9 --store chroma --n 50 --queries 5 --dim 4")
     assert "bench chroma:" in app.out.getvalue()  # type: ignore[attr-defined]  # connection refused, one line
+
+
+def test_load_ann_benchmarks_hdf5(tmp_path: Path) -> None:
+    h5py = pytest.importorskip("h5py")
+    train, queries = synthetic(400, 8, 4, 12, seed=5)
+    given = exact_neighbors(train, queries, 20)
+    with h5py.File(tmp_path / "ds.hdf5", "w") as fh:
+        fh["train"], fh["test"], fh["neighbors"] = train, queries, given
+    ds = load(tmp_path / "ds.hdf5", n_queries=10, k=10, metric="l2", seed=0)
+    assert ds.train.shape == (400, 8) and ds.queries.shape == (10, 8)
+    assert "ground truth from file" in ds.source and np.array_equal(ds.neighbors, given[:10])
+    # A truncated train set invalidates the file's ground truth: it is recomputed.
+    small = load(tmp_path / "ds.hdf5", n_queries=10, k=10, metric="l2", seed=0, limit=100)
+    assert small.train.shape == (100, 8) and "from file" not in small.source
+    assert np.array_equal(small.neighbors, exact_neighbors(train[:100], queries[:10], 10))
+    with h5py.File(tmp_path / "bad.hdf5", "w") as fh:
+        fh["vectors"] = train
+    with pytest.raises(DataError, match="no 'train' dataset"):
+        load(tmp_path / "bad.hdf5", 10, 10, "l2", 0)
