@@ -1,0 +1,145 @@
+#!/bin/bash -l
+#SBATCH --job-name=benchctl-vllm
+#SBATCH --partition=gpu
+#SBATCH --time=01:00:00
+#SBATCH --nodes=2
+#SBATCH --ntasks-per-node=1
+#SBATCH --cpus-per-task=32
+#SBATCH --gres=gpu:4
+#SBATCH --output=/home/u/benchctl/jobs/vllm-X/slurm-%j.out
+#SBATCH --error=/home/u/benchctl/jobs/vllm-X/slurm-%j.err
+#SBATCH --signal=B:USR1@120
+
+# benchctl: vLLM OpenAI-compatible server, readiness GET /health
+# 2 node(s) x 4 GPU(s); tensor parallel 4, pipeline parallel 2; Ray joins the nodes
+# ---- environment -----------------------------------------------------------------------------
+# Login shells (bash -l) reset PATH; put the host programs benchctl was installed with back in front.
+export PATH=/opt/benchctl/bin:"$PATH"
+export NO_COLOR=1
+echo "BENCHCTL_JOBID=${SLURM_JOB_ID:-}"
+echo "BENCHCTL_SERVICE=vllm"
+echo "BENCHCTL_HOST=$(hostname)"
+echo "BENCHCTL_NODE=${SLURMD_NODENAME:-$(hostname -s)}"
+BENCHCTL_IP=$(hostname --ip-address 2>/dev/null | awk '{print $1}')
+[ -n "$BENCHCTL_IP" ] || BENCHCTL_IP=$(hostname -I 2>/dev/null | awk '{print $1}')
+echo "BENCHCTL_IP=$BENCHCTL_IP"
+# ---- graceful stop ---------------------------------------------------------------------------
+# `benchctl stop` sends TERM (scancel --signal=TERM), Slurm sends USR1 before the time limit: stop the
+# service cleanly, then stay alive so the job still ends as CANCELLED / TIMEOUT, as the user expects.
+# Installed first thing, so a stop while modules load or an image is pulled is clean too.
+SVC_PID=
+_bc_stop() {
+  case "${_BC_STATE:-}" in
+    stopped) exit 0 ;;   # the final cancel after a clean stop: end now
+    stopping) return ;;  # a repeated signal while the service shuts down
+  esac
+  _BC_STATE=stopping
+  echo "BENCHCTL_STOPPING=$1"
+  kill -TERM "$SVC_PID" 2>/dev/null
+  rc=0
+  while kill -0 "$SVC_PID" 2>/dev/null; do wait "$SVC_PID" 2>/dev/null; rc=$?; done
+  echo "BENCHCTL_STOPPED=$rc"
+  _BC_STATE=stopped
+  sleep "$2" & wait $!
+  exit 0
+}
+trap '_bc_stop TERM 60' TERM
+trap '_bc_stop USR1 300' USR1
+# runtime none: python3 (and ray) come from this venv.
+export VIRTUAL_ENV=/opt/vllm-cpu-venv
+export PATH="$VIRTUAL_ENV/bin:$PATH"
+[ -x "$VIRTUAL_ENV/bin/python3" ] || { echo "benchctl: no python3 in $VIRTUAL_ENV/bin (--venv)" >&2; exit 1; }
+# srun under PMIx on MeluXina: without this, steps fail with a munge (psec) error.
+export PMIX_MCA_psec=native
+export VLLM_NO_USAGE_STATS=1 DO_NOT_TRACK=1
+echo "BENCHCTL_MODEL="meta-llama/Llama-3.1-8B-Instruct
+
+# ---- port ------------------------------------------------------------------------------------
+# Several services may share a node: take a random port nobody listens on (bash's /dev/tcp probes it).
+PORT=
+for _ in $(seq 1 100); do
+  candidate=$(( 20000 + RANDOM % 30000 ))
+  if ! (exec 3<>"/dev/tcp/127.0.0.1/$candidate") 2>/dev/null; then PORT=$candidate; break; fi
+done
+[ -n "$PORT" ] || { echo "benchctl: no free port found on $(hostname)" >&2; exit 1; }
+echo "BENCHCTL_PORT=$PORT"
+# ---- Hugging Face cache and token ------------------------------------------------------------
+# Weights are cached on scratch (bound into the container at the same path) and shared by later jobs.
+HF_CACHE=/home/u/benchctl/scratch/benchctl/hf-cache
+mkdir -p "$HF_CACHE"
+export HF_HOME="$HF_CACHE"
+# The token comes from $HF_TOKEN in the environment sbatch passed on; this script never holds it.
+if [ -n "${HF_TOKEN:-}" ]; then
+  export HF_TOKEN="${HF_TOKEN}"
+  export APPTAINERENV_HF_TOKEN="$HF_TOKEN"
+  echo "BENCHCTL_HF_TOKEN_ENV=HF_TOKEN"
+else
+  echo "benchctl: HF_TOKEN is not set; only public models can be downloaded" >&2
+fi
+
+
+# ---- Ray cluster: head on the first node, one worker per other node ---------------------------------
+# The batch script runs on the first node of the allocation: the head, where the API server runs too.
+NNODES=${SLURM_NNODES:-2}
+HEAD=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)
+[ -n "$HEAD" ] || { echo "benchctl: cannot list the job's nodes (scontrol show hostnames)" >&2; exit 1; }
+if [ "$(hostname -s)" = "${HEAD%%.*}" ] && [ -n "$BENCHCTL_IP" ]; then
+  HEAD_IP=$BENCHCTL_IP
+else
+  HEAD_IP=$(getent hosts "$HEAD" | awk '{print $1; exit}')
+fi
+[ -n "$HEAD_IP" ] || { echo "benchctl: no IP address for the Ray head $HEAD" >&2; exit 1; }
+# A random free port for Ray (not the API port): fixed ports clash on shared nodes.
+RAY_PORT=
+for _ in $(seq 1 100); do
+  candidate=$(( 20000 + RANDOM % 30000 ))
+  [ "$candidate" = "$PORT" ] && continue
+  if ! (exec 3<>"/dev/tcp/127.0.0.1/$candidate") 2>/dev/null; then RAY_PORT=$candidate; break; fi
+done
+[ -n "$RAY_PORT" ] || { echo "benchctl: no free Ray port found on $(hostname)" >&2; exit 1; }
+echo "BENCHCTL_RAY_HEAD=$HEAD_IP:$RAY_PORT"
+srun -J ray-head -N1 -n1 -w "$HEAD" -c 32 --gres=gpu:4 ray start --block --head --port="$RAY_PORT" --node-ip-address="$HEAD_IP" --disable-usage-stats &
+RAY_HEAD_PID=$!
+srun -J ray-workers -N $((NNODES - 1)) -n $((NNODES - 1)) --ntasks-per-node=1 -x "$HEAD" -c 32 --gres=gpu:4 ray start --block --address="$HEAD_IP:$RAY_PORT" --disable-usage-stats &
+RAY_WORKERS_PID=$!
+# Wait (bounded) until Ray sees every node, instead of fixed sleeps.
+RAY_NODES=0
+deadline=$(( SECONDS + 600 ))
+while [ "$SECONDS" -lt "$deadline" ]; do
+  kill -0 "$RAY_HEAD_PID" 2>/dev/null || { echo "benchctl: the Ray head ended (see the error log)" >&2; exit 1; }
+  kill -0 "$RAY_WORKERS_PID" 2>/dev/null || { echo "benchctl: the Ray workers ended (see the error log)" >&2; exit 1; }
+  RAY_NODES=$(ray status --address="$HEAD_IP:$RAY_PORT" 2>/dev/null | grep -cE '^[[:space:]]*[0-9]+[[:space:]]+node_')
+  [ "${RAY_NODES:-0}" -ge "$NNODES" ] && break
+  sleep 2
+done
+echo "BENCHCTL_RAY_NODES=${RAY_NODES:-0}"
+[ "${RAY_NODES:-0}" -ge "$NNODES" ] || { echo "benchctl: Ray has ${RAY_NODES:-0} of $NNODES nodes after 600 s" >&2; exit 1; }
+export RAY_ADDRESS="$HEAD_IP:$RAY_PORT"
+export VLLM_HOST_IP="$HEAD_IP"
+# ---- service -----------------------------------------------------------------------------------
+# --host 0.0.0.0: reachable from the login node and other compute nodes, not only from this one.
+python3 -m vllm.entrypoints.openai.api_server --model meta-llama/Llama-3.1-8B-Instruct --host 0.0.0.0 --port "$PORT" --distributed-executor-backend ray --tensor-parallel-size 4 --pipeline-parallel-size 2 &
+SVC_PID=$!
+echo "BENCHCTL_PID=$SVC_PID"
+# ---- readiness: poll the service's own health endpoint, then print the READY marker -------------
+_bc_http_ok() {
+  if command -v curl >/dev/null 2>&1; then
+    curl -fsS -o /dev/null --max-time 2 "http://127.0.0.1:$PORT$1" 2>/dev/null
+  else
+    exec 3<>"/dev/tcp/127.0.0.1/$PORT" 2>/dev/null || return 1
+    printf 'GET %s HTTP/1.0\r\nHost: localhost\r\n\r\n' "$1" >&3
+    head -n 1 <&3 | grep -q ' 200 '
+  fi
+}
+(
+  for _ in $(seq 1 1800); do
+    kill -0 "$SVC_PID" 2>/dev/null || exit 0
+    if _bc_http_ok /health; then echo "BENCHCTL_READY=$(date -u +%Y-%m-%dT%H:%M:%SZ)"; exit 0; fi
+    sleep 1
+  done
+  echo "benchctl: service not ready after 1800 s" >&2
+) &
+wait "$SVC_PID"
+rc=$?
+echo "BENCHCTL_EXITED=$rc"
+exit "$rc"
