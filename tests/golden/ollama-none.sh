@@ -1,0 +1,128 @@
+#!/bin/bash -l
+#SBATCH --job-name=benchctl-ollama
+#SBATCH --partition=gpu
+#SBATCH --time=01:00:00
+#SBATCH --nodes=1
+#SBATCH --ntasks-per-node=1
+#SBATCH --cpus-per-task=8
+#SBATCH --gres=gpu:4
+#SBATCH --output=/home/u/benchctl/jobs/ollama-X/slurm-%j.out
+#SBATCH --error=/home/u/benchctl/jobs/ollama-X/slurm-%j.err
+#SBATCH --signal=B:USR1@120
+
+# benchctl: Ollama LLM server (`ollama serve`), readiness GET /api/tags (benchctl also waits for the model)
+# ---- environment -----------------------------------------------------------------------------
+# Login shells (bash -l) reset PATH; put the host programs benchctl was installed with back in front.
+export PATH=/opt/benchctl/bin:"$PATH"
+export NO_COLOR=1
+echo "BENCHCTL_JOBID=${SLURM_JOB_ID:-}"
+echo "BENCHCTL_SERVICE=ollama"
+echo "BENCHCTL_HOST=$(hostname)"
+echo "BENCHCTL_NODE=${SLURMD_NODENAME:-$(hostname -s)}"
+BENCHCTL_IP=$(hostname --ip-address 2>/dev/null | awk '{print $1}')
+[ -n "$BENCHCTL_IP" ] || BENCHCTL_IP=$(hostname -I 2>/dev/null | awk '{print $1}')
+echo "BENCHCTL_IP=$BENCHCTL_IP"
+# ---- graceful stop ---------------------------------------------------------------------------
+# `benchctl stop` sends TERM (scancel --signal=TERM), Slurm sends USR1 before the time limit: stop the
+# service cleanly, then stay alive so the job still ends as CANCELLED / TIMEOUT, as the user expects.
+# Installed first thing, so a stop while modules load or an image is pulled is clean too.
+SVC_PID=
+_bc_stop() {
+  case "${_BC_STATE:-}" in
+    stopped) exit 0 ;;   # the final cancel after a clean stop: end now
+    stopping) return ;;  # a repeated signal while the service shuts down
+  esac
+  _BC_STATE=stopping
+  echo "BENCHCTL_STOPPING=$1"
+  kill -TERM "$SVC_PID" 2>/dev/null
+  rc=0
+  while kill -0 "$SVC_PID" 2>/dev/null; do wait "$SVC_PID" 2>/dev/null; rc=$?; done
+  echo "BENCHCTL_STOPPED=$rc"
+  _BC_STATE=stopped
+  sleep "$2" & wait $!
+  exit 0
+}
+trap '_bc_stop TERM 60' TERM
+trap '_bc_stop USR1 300' USR1
+
+# ---- port ------------------------------------------------------------------------------------
+# Several services may share a node: take a random port nobody listens on (bash's /dev/tcp probes it).
+PORT=
+for _ in $(seq 1 100); do
+  candidate=$(( 20000 + RANDOM % 30000 ))
+  if ! (exec 3<>"/dev/tcp/127.0.0.1/$candidate") 2>/dev/null; then PORT=$candidate; break; fi
+done
+[ -n "$PORT" ] || { echo "benchctl: no free port found on $(hostname)" >&2; exit 1; }
+echo "BENCHCTL_PORT=$PORT"
+MODEL=qwen3:4b
+# Ollama names carry a tag: `llama3.2` is `llama3.2:latest` (a colon before the last / is a registry port).
+case "${MODEL##*/}" in
+  *:*) MODEL_TAGGED=$MODEL ;;
+  *) MODEL_TAGGED="$MODEL:latest" ;;
+esac
+echo "BENCHCTL_MODEL=$MODEL"
+MODELS_DIR=/home/u/benchctl/scratch/benchctl/ollama-models
+mkdir -p "$MODELS_DIR"
+echo "BENCHCTL_MODELS_DIR=$MODELS_DIR"
+
+
+# ---- configuration -----------------------------------------------------------------------------
+# 0.0.0.0: reachable from the login node and other compute nodes, not only from this one.
+export OLLAMA_HOST="0.0.0.0:$PORT"
+export OLLAMA_MODELS="$MODELS_DIR"
+# ---- model -------------------------------------------------------------------------------------
+# The ollama client, talking to this job's server (OLLAMA_HOST=0.0.0.0 is a bind address, not a target).
+_bc_ollama() { env OLLAMA_HOST="127.0.0.1:$PORT" ollama "$@"; }
+# The pull runs in a background subshell started BEFORE the server, on purpose: serve() below takes the
+# server's PID from $! (the last background job), so the server must be the last thing put in the
+# background, and serve() must come last because its `wait` on the server is what keeps the job alive
+# and what the TERM/USR1 traps stop. The subshell waits (bounded, no fixed sleep) until the server accepts
+# connections, pulls the model only when `ollama list` lacks it, and prints BENCHCTL_MODEL_READY.
+(
+  up=
+  for _ in $(seq 1 600); do
+    kill -0 $$ 2>/dev/null || exit 0
+    if (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; then up=1; break; fi
+    sleep 1
+  done
+  [ -n "$up" ] || { echo "benchctl: ollama did not answer on port $PORT within 600 s; model not pulled" >&2; exit 1; }
+  if _bc_ollama list 2>/dev/null | awk 'NR > 1 {print $1}' | grep -qxF -e "$MODEL" -e "$MODEL_TAGGED"; then
+    echo "BENCHCTL_MODEL_PULLED=no"
+  else
+    echo "BENCHCTL_MODEL_PULLED=yes"
+    # The progress bars go to a variable (they would fill the log); on failure the last lines are shown.
+    if ! pull_out=$(_bc_ollama pull -- "$MODEL" 2>&1); then
+      printf '%s\n' "$pull_out" | tr '\r' '\n' | grep -v '^[[:space:]]*$' | tail -n 3 >&2
+      echo "benchctl: ollama pull $MODEL failed" >&2
+      echo "BENCHCTL_MODEL_READY=failed"
+      exit 1
+    fi
+  fi
+  echo "BENCHCTL_MODEL_READY=$(date -u +%Y-%m-%dT%H:%M:%SZ)"
+) &
+# ---- service -----------------------------------------------------------------------------------
+ollama serve &
+SVC_PID=$!
+echo "BENCHCTL_PID=$SVC_PID"
+# ---- readiness: poll the service's own health endpoint, then print the READY marker -------------
+_bc_http_ok() {
+  if command -v curl >/dev/null 2>&1; then
+    curl -fsS -o /dev/null --max-time 2 "http://127.0.0.1:$PORT$1" 2>/dev/null
+  else
+    exec 3<>"/dev/tcp/127.0.0.1/$PORT" 2>/dev/null || return 1
+    printf 'GET %s HTTP/1.0\r\nHost: localhost\r\n\r\n' "$1" >&3
+    head -n 1 <&3 | grep -q ' 200 '
+  fi
+}
+(
+  for _ in $(seq 1 600); do
+    kill -0 "$SVC_PID" 2>/dev/null || exit 0
+    if _bc_http_ok /api/tags; then echo "BENCHCTL_READY=$(date -u +%Y-%m-%dT%H:%M:%SZ)"; exit 0; fi
+    sleep 1
+  done
+  echo "benchctl: service not ready after 600 s" >&2
+) &
+wait "$SVC_PID"
+rc=$?
+echo "BENCHCTL_EXITED=$rc"
+exit "$rc"
