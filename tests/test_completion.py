@@ -68,7 +68,7 @@ def test_command_completion_replaces_the_typed_prefix(app: App) -> None:
 
 
 def test_service_names_after_start(app: App) -> None:
-    assert completions(app, "start ") == ["chroma", "io500", "ollama", "qdrant", "vllm"]
+    assert completions(app, "start ") == ["chroma", "io500", "llm-sim", "ollama", "qdrant", "vllm"]
     assert completions(app, "start ch") == ["chroma"]
     assert completions(app, "start x") == []
     [c] = raw_completions(app, "start ch")
@@ -129,8 +129,8 @@ def test_stop_also_offers_all(with_jobs: App) -> None:
 
 
 def test_no_jobs_tracked(app: App) -> None:
-    assert completions(app, "check ") == ["chroma", "io500", "ollama", "qdrant", "vllm"]
-    assert completions(app, "stop ") == ["chroma", "io500", "ollama", "qdrant", "vllm", "all"]
+    assert completions(app, "check ") == ["chroma", "io500", "llm-sim", "ollama", "qdrant", "vllm"]
+    assert completions(app, "stop ") == ["chroma", "io500", "llm-sim", "ollama", "qdrant", "vllm", "all"]
 
 
 def test_help_offers_command_names(app: App) -> None:

@@ -7,12 +7,13 @@ from pathlib import Path
 from benchctl.services.base import Endpoint, ServiceContext, ServiceError, SlurmServer
 from benchctl.services.chroma import Chroma
 from benchctl.services.io500 import Io500
+from benchctl.services.llmsim import LlmSim
 from benchctl.services.ollama import Ollama
 from benchctl.services.qdrant import Qdrant
 from benchctl.services.vllm import Vllm
 from benchctl.templates import find_resource_dir
 
-SERVICES: dict[str, type[SlurmServer]] = {cls.name: cls for cls in (Chroma, Qdrant, Io500, Vllm, Ollama)}
+SERVICES: dict[str, type[SlurmServer]] = {cls.name: cls for cls in (Chroma, Qdrant, Io500, Vllm, Ollama, LlmSim)}
 
 
 def load_images(path: Path | None = None) -> dict[str, str]:

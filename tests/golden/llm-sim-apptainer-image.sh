@@ -1,0 +1,106 @@
+#!/bin/bash -l
+#SBATCH --job-name=benchctl-llm-sim
+#SBATCH --account=p200981
+#SBATCH --partition=cpu
+#SBATCH --qos=default
+#SBATCH --time=01:00:00
+#SBATCH --nodes=1
+#SBATCH --ntasks-per-node=1
+#SBATCH --cpus-per-task=2
+#SBATCH --output=/home/u/benchctl/jobs/llm-sim-X/slurm-%j.out
+#SBATCH --error=/home/u/benchctl/jobs/llm-sim-X/slurm-%j.err
+#SBATCH --signal=B:USR1@120
+
+# benchctl: simulated LLM server (`python3 -m benchctl.llmsim`), readiness GET /health
+# ---- environment -----------------------------------------------------------------------------
+if command -v module >/dev/null 2>&1; then
+  module load env/release/2024.1
+  module load Apptainer
+else
+  echo "benchctl: no 'module' command on $(hostname); skipping module loads" >&2
+fi
+export NO_COLOR=1
+echo "BENCHCTL_JOBID=${SLURM_JOB_ID:-}"
+echo "BENCHCTL_SERVICE=llm-sim"
+echo "BENCHCTL_HOST=$(hostname)"
+echo "BENCHCTL_NODE=${SLURMD_NODENAME:-$(hostname -s)}"
+BENCHCTL_IP=$(hostname --ip-address 2>/dev/null | awk '{print $1}')
+[ -n "$BENCHCTL_IP" ] || BENCHCTL_IP=$(hostname -I 2>/dev/null | awk '{print $1}')
+echo "BENCHCTL_IP=$BENCHCTL_IP"
+# ---- graceful stop ---------------------------------------------------------------------------
+# `benchctl stop` sends TERM (scancel --signal=TERM), Slurm sends USR1 before the time limit: stop the
+# service cleanly, then stay alive so the job still ends as CANCELLED / TIMEOUT, as the user expects.
+# Installed first thing, so a stop while modules load or an image is pulled is clean too.
+SVC_PID=
+_bc_stop() {
+  case "${_BC_STATE:-}" in
+    stopped) exit 0 ;;   # the final cancel after a clean stop: end now
+    stopping) return ;;  # a repeated signal while the service shuts down
+  esac
+  _BC_STATE=stopping
+  echo "BENCHCTL_STOPPING=$1"
+  kill -TERM "$SVC_PID" 2>/dev/null
+  rc=0
+  while kill -0 "$SVC_PID" 2>/dev/null; do wait "$SVC_PID" 2>/dev/null; rc=$?; done
+  echo "BENCHCTL_STOPPED=$rc"
+  _BC_STATE=stopped
+  sleep "$2" & wait $!
+  exit 0
+}
+trap '_bc_stop TERM 60' TERM
+trap '_bc_stop USR1 300' USR1
+
+# ---- port ------------------------------------------------------------------------------------
+# Several services may share a node: take a random port nobody listens on (bash's /dev/tcp probes it).
+PORT=
+for _ in $(seq 1 100); do
+  candidate=$(( 20000 + RANDOM % 30000 ))
+  if ! (exec 3<>"/dev/tcp/127.0.0.1/$candidate") 2>/dev/null; then PORT=$candidate; break; fi
+done
+[ -n "$PORT" ] || { echo "benchctl: no free port found on $(hostname)" >&2; exit 1; }
+echo "BENCHCTL_PORT=$PORT"
+MODEL=llama-sim
+echo "BENCHCTL_MODEL=$MODEL"
+# ---- container image -------------------------------------------------------------------------
+command -v apptainer >/dev/null 2>&1 || { echo "benchctl: apptainer not found on $(hostname) (module load Apptainer?)" >&2; exit 127; }
+SIF=/project/scratch/p200981/u/benchctl/sif/llmsim_0.1.sif
+if [ ! -f "$SIF" ]; then
+  mkdir -p "$(dirname "$SIF")"
+  # Pull to a job-private name and rename: two jobs pulling at once must not see a half-written image.
+  apptainer pull --disable-cache "$SIF.$SLURM_JOB_ID.tmp" oras://registry.example.org/benchctl/llmsim:0.1 && mv -f "$SIF.$SLURM_JOB_ID.tmp" "$SIF" \
+    || { rm -f "$SIF.$SLURM_JOB_ID.tmp"; echo "benchctl: cannot pull "oras://registry.example.org/benchctl/llmsim:0.1 >&2; exit 1; }
+fi
+echo "BENCHCTL_IMAGE=$SIF"
+# Bind the service's directories and the site's file systems (those that exist on this node).
+BINDS=()
+for dir in /project /mnt/tier1 /mnt/tier2; do
+  [ -e "$dir" ] && BINDS+=(-B "$dir")
+done
+
+# ---- service -----------------------------------------------------------------------------------
+# --host 0.0.0.0: reachable from the login node and other compute nodes, not only from this one.
+apptainer exec "${BINDS[@]}" "$SIF" python3 -u -m benchctl.llmsim --host 0.0.0.0 --port "$PORT" --model="$MODEL" --ttft-ms 120.5 --itl-ms 0.5 --output-tokens 128 --tokens-per-chunk 1 --max-concurrency 256 --error-rate 0.01 --disconnect-rate 0 &
+SVC_PID=$!
+echo "BENCHCTL_PID=$SVC_PID"
+# ---- readiness: poll the service's own health endpoint, then print the READY marker -------------
+_bc_http_ok() {
+  if command -v curl >/dev/null 2>&1; then
+    curl -fsS -o /dev/null --max-time 2 "http://127.0.0.1:$PORT$1" 2>/dev/null
+  else
+    exec 3<>"/dev/tcp/127.0.0.1/$PORT" 2>/dev/null || return 1
+    printf 'GET %s HTTP/1.0\r\nHost: localhost\r\n\r\n' "$1" >&3
+    head -n 1 <&3 | grep -q ' 200 '
+  fi
+}
+(
+  for _ in $(seq 1 120); do
+    kill -0 "$SVC_PID" 2>/dev/null || exit 0
+    if _bc_http_ok /health; then echo "BENCHCTL_READY=$(date -u +%Y-%m-%dT%H:%M:%SZ)"; exit 0; fi
+    sleep 1
+  done
+  echo "benchctl: service not ready after 120 s" >&2
+) &
+wait "$SVC_PID"
+rc=$?
+echo "BENCHCTL_EXITED=$rc"
+exit "$rc"
