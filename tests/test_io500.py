@@ -11,7 +11,6 @@ and review the diff.
 
 from __future__ import annotations
 
-import difflib
 import io
 import json
 import math
@@ -35,6 +34,7 @@ from benchctl.services import ServiceContext, ServiceError
 from benchctl.services.io500 import Io500, Io500ConfigError, ini_values, read_global_dirs
 from benchctl.slurm.states import JobState
 from benchctl.templates import Renderer, TemplateError
+from tests.test_templates import assert_golden
 
 DATA = Path(__file__).resolve().parent / "data" / "io500"
 GOLDEN_DIR = Path(__file__).resolve().parent / "golden"
@@ -320,16 +320,7 @@ def make_service(tmp_path: Path, runtime: str = "apptainer", host_bin_dir: str =
 
 def check_golden(name: str, text: str) -> None:
     golden = GOLDEN_DIR / name
-    if UPDATE:
-        golden.write_text(text)
-        return
-    assert golden.exists(), f"{golden} is missing; create it with BENCHCTL_UPDATE_GOLDEN=1"
-    expected = golden.read_text()
-    if text != expected:
-        diff = "".join(difflib.unified_diff(expected.splitlines(keepends=True), text.splitlines(keepends=True),
-                                            fromfile=str(golden), tofile="rendered"))
-        pytest.fail(f"rendered output differs from {name}:\n{diff}\nIf intended, re-run with "
-                    "BENCHCTL_UPDATE_GOLDEN=1 and review the golden diff.", pytrace=False)
+    assert_golden(golden, text)
 
 
 # IO500's own INI grammar (src/ini-parse.c, POSIX EREs translated): a line is a section, a pair or empty.

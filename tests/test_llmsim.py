@@ -9,7 +9,6 @@ Golden files:
 from __future__ import annotations
 
 import asyncio
-import difflib
 import http.client
 import itertools
 import json
@@ -32,7 +31,7 @@ from benchctl.services import ServiceContext
 from benchctl.services.llmsim import LlmSim
 from benchctl.slurm.states import JobState
 from benchctl.templates import Renderer, TemplateError
-from tests.test_templates import BASH, GOLDEN_DIR, HOST_BIN_DIR, RUNTIMES, UPDATE, bash_syntax_ok
+from tests.test_templates import BASH, GOLDEN_DIR, HOST_BIN_DIR, RUNTIMES, assert_golden, bash_syntax_ok
 
 RUN_DIR = Path("/home/u/benchctl/jobs/llm-sim-X")
 IMAGE = "oras://registry.example.org/benchctl/llmsim:0.1"
@@ -349,16 +348,7 @@ def test_golden(tmp_path: Path, name: str) -> None:
     runtime, images, options = GOLDEN[name]
     script = render(tmp_path, runtime, images, options)
     golden = GOLDEN_DIR / f"llm-sim-{name}.sh"
-    if UPDATE:
-        golden.write_text(script)
-    assert golden.exists(), f"{golden} is missing; create it with BENCHCTL_UPDATE_GOLDEN=1"
-    expected = golden.read_text()
-    if script != expected:
-        diff = "".join(difflib.unified_diff(expected.splitlines(keepends=True), script.splitlines(keepends=True),
-                                            fromfile=str(golden), tofile="rendered"))
-        pytest.fail(f"rendered llm-sim ({name}) differs from {golden.name}:\n{diff}\n"
-                    "If the change is intended, re-run with BENCHCTL_UPDATE_GOLDEN=1 and review the golden diff.",
-                    pytrace=False)
+    assert_golden(golden, script)
 
 
 @pytest.mark.skipif(BASH is None, reason="bash not installed")

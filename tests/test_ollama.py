@@ -9,7 +9,6 @@ Golden files:
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import json
 import re
 import shlex
@@ -33,7 +32,7 @@ from benchctl.services.ollama import Ollama, model_listed, with_tag
 from benchctl.slurm.states import JobState
 from benchctl.templates import Renderer, TemplateError
 from tests.fakes import FakeSlurm
-from tests.test_templates import BASH, GOLDEN_DIR, HOST_BIN_DIR, RUNTIMES, UPDATE, bash_syntax_ok
+from tests.test_templates import BASH, GOLDEN_DIR, HOST_BIN_DIR, RUNTIMES, assert_golden, bash_syntax_ok
 
 RUN_DIR = Path("/home/u/benchctl/jobs/ollama-X")
 # Pinned here (not read from sif/images.yaml) so the golden files change only when the template does.
@@ -76,16 +75,7 @@ def render(tmp_path: Path, runtime: str, options: dict[str, Any] | None = None) 
 def test_golden(tmp_path: Path, runtime: str) -> None:
     script = render(tmp_path, runtime, GOLDEN_OPTIONS[runtime])
     golden = GOLDEN_DIR / f"ollama-{runtime}.sh"
-    if UPDATE:
-        golden.write_text(script)
-    assert golden.exists(), f"{golden} is missing; create it with BENCHCTL_UPDATE_GOLDEN=1"
-    expected = golden.read_text()
-    if script != expected:
-        diff = "".join(difflib.unified_diff(expected.splitlines(keepends=True), script.splitlines(keepends=True),
-                                            fromfile=str(golden), tofile="rendered"))
-        pytest.fail(f"rendered ollama ({runtime}) differs from {golden.name}:\n{diff}\n"
-                    "If the change is intended, re-run with BENCHCTL_UPDATE_GOLDEN=1 and review the golden diff.",
-                    pytrace=False)
+    assert_golden(golden, script)
 
 
 @pytest.mark.skipif(BASH is None, reason="bash not installed")

@@ -8,7 +8,6 @@ over qdrant-client's local engine (no Qdrant server binary can be installed here
 
 from __future__ import annotations
 
-import difflib
 import json
 import os
 import shlex
@@ -39,7 +38,7 @@ from benchctl.templates import Renderer, TemplateError
 from tests.conftest import REPO
 from tests.fakes import FakeSlurm
 from tests.qdrant_server import VERSION, QdrantTestServer, running
-from tests.test_templates import BASH, GOLDEN_DIR, HOST_BIN_DIR, RUNTIMES, UPDATE, bash_syntax_ok
+from tests.test_templates import BASH, GOLDEN_DIR, HOST_BIN_DIR, RUNTIMES, assert_golden, bash_syntax_ok
 
 RUN_DIR = Path("/home/u/benchctl/jobs/qdrant-X")
 # Pinned here (not read from sif/images.yaml) so the golden files change only when the template does.
@@ -85,16 +84,7 @@ def script_line(script: str, prefix: str) -> str:
 def test_golden(tmp_path: Path, runtime: str) -> None:
     script = render(tmp_path, runtime, GOLDEN_OPTIONS[runtime])
     golden = GOLDEN_DIR / f"qdrant-{runtime}.sh"
-    if UPDATE:
-        golden.write_text(script)
-    assert golden.exists(), f"{golden} is missing; create it with BENCHCTL_UPDATE_GOLDEN=1"
-    expected = golden.read_text()
-    if script != expected:
-        diff = "".join(difflib.unified_diff(expected.splitlines(keepends=True), script.splitlines(keepends=True),
-                                            fromfile=str(golden), tofile="rendered"))
-        pytest.fail(f"rendered qdrant ({runtime}) differs from {golden.name}:\n{diff}\n"
-                    "If the change is intended, re-run with BENCHCTL_UPDATE_GOLDEN=1 and review the golden diff.",
-                    pytrace=False)
+    assert_golden(golden, script)
 
 
 @pytest.mark.skipif(BASH is None, reason="bash not installed")

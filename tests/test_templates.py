@@ -72,23 +72,29 @@ def bash_syntax_ok(script: str) -> tuple[bool, str]:
 # ---- golden files ---------------------------------------------------------------------------------
 
 
+def assert_golden(golden: Path, rendered: str) -> None:
+    """Compare ``rendered`` with a golden file (or rewrite it with BENCHCTL_UPDATE_GOLDEN=1), failing with a
+    unified diff and the hint to regenerate when they differ."""
+    if UPDATE:
+        golden.parent.mkdir(parents=True, exist_ok=True)
+        golden.write_text(rendered)
+        return
+    assert golden.exists(), f"{golden} is missing; create it with BENCHCTL_UPDATE_GOLDEN=1"
+    expected = golden.read_text()
+    if rendered != expected:
+        diff = "".join(difflib.unified_diff(expected.splitlines(keepends=True), rendered.splitlines(keepends=True),
+                                            fromfile=str(golden), tofile="rendered"))
+        pytest.fail(f"rendered output differs from {golden.name}:\n{diff}\n"
+                    "If the change is intended, re-run with BENCHCTL_UPDATE_GOLDEN=1 and review the golden diff.",
+                    pytrace=False)
+
+
 @pytest.mark.usefixtures("fixed_env")
 @pytest.mark.parametrize("runtime", sorted(RUNTIMES))
 def test_golden(tmp_path: Path, runtime: str) -> None:
     script = render(tmp_path, runtime)
     golden = GOLDEN_DIR / f"chroma-{runtime}.sh"
-    if UPDATE:
-        golden.parent.mkdir(parents=True, exist_ok=True)
-        golden.write_text(script)
-        return
-    assert golden.exists(), f"{golden} is missing; create it with BENCHCTL_UPDATE_GOLDEN=1"
-    expected = golden.read_text()
-    if script != expected:
-        diff = "".join(difflib.unified_diff(expected.splitlines(keepends=True), script.splitlines(keepends=True),
-                                            fromfile=str(golden), tofile="rendered"))
-        pytest.fail(f"rendered chroma ({runtime}) differs from {golden.name}:\n{diff}\n"
-                    "If the change is intended, re-run with BENCHCTL_UPDATE_GOLDEN=1 and review the golden diff.",
-                    pytrace=False)
+    assert_golden(golden, script)
 
 
 @pytest.mark.skipif(BASH is None, reason="bash not installed")

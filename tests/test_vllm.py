@@ -7,7 +7,6 @@ Golden files:
 
 from __future__ import annotations
 
-import difflib
 import re
 import shlex
 from pathlib import Path
@@ -22,7 +21,7 @@ from benchctl.services import SERVICES, ServiceContext
 from benchctl.services.vllm import Vllm, split_extra_args
 from benchctl.templates import Renderer, TemplateError
 from tests.fakes import FakeSlurm
-from tests.test_templates import BASH, GOLDEN_DIR, HOST_BIN_DIR, RUNTIMES, UPDATE, bash_syntax_ok
+from tests.test_templates import BASH, GOLDEN_DIR, HOST_BIN_DIR, RUNTIMES, assert_golden, bash_syntax_ok
 
 RUN_DIR = Path("/home/u/benchctl/jobs/vllm-X")
 # Pinned here (not read from sif/images.yaml) so the golden files change only when the template does.
@@ -75,16 +74,7 @@ def api_line(script: str) -> str:
 def test_golden(tmp_path: Path, runtime: str, nodes: int) -> None:
     script = render(tmp_path, runtime, golden_options(nodes, runtime))
     golden = GOLDEN_DIR / f"vllm-{runtime}-{nodes}node.sh"
-    if UPDATE:
-        golden.write_text(script)
-    assert golden.exists(), f"{golden} is missing; create it with BENCHCTL_UPDATE_GOLDEN=1"
-    expected = golden.read_text()
-    if script != expected:
-        diff = "".join(difflib.unified_diff(expected.splitlines(keepends=True), script.splitlines(keepends=True),
-                                            fromfile=str(golden), tofile="rendered"))
-        pytest.fail(f"rendered vllm ({runtime}, {nodes} node) differs from {golden.name}:\n{diff}\n"
-                    "If the change is intended, re-run with BENCHCTL_UPDATE_GOLDEN=1 and review the golden diff.",
-                    pytrace=False)
+    assert_golden(golden, script)
 
 
 @pytest.mark.skipif(BASH is None, reason="bash not installed")
