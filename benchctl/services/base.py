@@ -194,8 +194,21 @@ class SlurmServer(ABC):
         ep = self.endpoint(job)
         return ep is not None and http_get(ep.url + self.health_path)[0] == 200
 
+    # How often wait_ready polls at most; batch jobs that run for hours override it.
+    max_poll_interval: ClassVar[float] = 5.0
+
+    def is_ready(self, job: Job) -> bool:
+        """One step of wait_ready on a refreshed job: True when ready; ServiceError when it never will be."""
+        if job.state.is_final:
+            raise ServiceError(self.failure_reason(job))
+        return job.state is JobState.RUNNING and bool(job.port) and self.probe(job)
+
+    def not_ready_message(self, job: Job, timeout: float) -> str:
+        return (f"{job.label} not ready after {timeout:.0f} s (state {job.state.value}"
+                f"{', ' + job.reason if job.reason else ''}); it keeps running — 'logs {job.id}' shows its output")
+
     def wait_ready(self, job: Job, timeout: float, progress: Callable[[Job, float], None] | None = None) -> Job:
-        """Poll job state and the health endpoint until ready; ServiceError on failure or timeout."""
+        """Poll job state (and the service) until ``is_ready``; ServiceError on failure or timeout."""
         start = time.monotonic()
         failures = 0
         while True:
@@ -207,19 +220,15 @@ class SlurmServer(ABC):
                 failures += 1
                 if failures >= MAX_QUERY_FAILURES:
                     raise
-            if job.state.is_final:
-                raise ServiceError(self.failure_reason(job))
-            if job.state is JobState.RUNNING and job.port and self.probe(job):
+            if self.is_ready(job):
                 return self.ctx.jobs.update(job.id, ready=True) or job
             elapsed = time.monotonic() - start
             if elapsed >= timeout:
-                raise ServiceError(f"{job.label} not ready after {timeout:.0f} s (state {job.state.value}"
-                                   f"{', ' + job.reason if job.reason else ''}); it keeps running — "
-                                   f"'logs {job.id}' shows its output")
+                raise ServiceError(self.not_ready_message(job, timeout))
             if progress:
                 progress(job, elapsed)
             # Fast at first (services usually come up within seconds), then gentler on the scheduler.
-            interval = min(max(0.5, elapsed / 10), 5.0)
+            interval = min(max(0.5, elapsed / 10), self.max_poll_interval)
             time.sleep(min(interval, max(0.1, timeout - elapsed)))
 
     def failure_reason(self, job: Job) -> str:

@@ -13,15 +13,13 @@ and a newline would start a new key, so a hostile or mistyped value could silent
 from __future__ import annotations
 
 import re
-import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
 from benchctl.bench import io500 as io500_results
-from benchctl.executors.base import ExecutorError
 from benchctl.jobs import Job
-from benchctl.services.base import MAX_QUERY_FAILURES, ServiceError, SlurmServer
+from benchctl.services.base import ServiceError, SlurmServer
 from benchctl.services.options import Option
 from benchctl.slurm import logparse
 from benchctl.slurm.states import JobState
@@ -277,32 +275,19 @@ class Io500(SlurmServer):
     def probe(self, job: Job) -> bool:
         return "DONE" in self.log_info(job).markers and self.result_dir(job) is not None
 
-    def wait_ready(self, job: Job, timeout: float, progress: Callable[[Job, float], None] | None = None) -> Job:
-        """Wait until the run has finished and left results (there is no endpoint to poll)."""
-        start = time.monotonic()
-        failures = 0
-        while True:
-            try:
-                job = self.refresh(job)
-                failures = 0
-            except ExecutorError:
-                failures += 1
-                if failures >= MAX_QUERY_FAILURES:
-                    raise
-            if job.state.is_final:
-                if job.state is JobState.COMPLETED and self.probe(job):
-                    return self.ctx.jobs.update(job.id, ready=True) or job
-                reason = self.failure_reason(job) if job.state is not JobState.COMPLETED else (
-                    f"{job.label} ended without IO500 results ('logs {job.id}' shows why)")
-                raise ServiceError(reason)
-            elapsed = time.monotonic() - start
-            if elapsed >= timeout:
-                raise ServiceError(f"{job.label} still {job.state.value} after {timeout:.0f} s; IO500 runs "
-                                   f"for several stonewall periods — 'logs {job.id}' shows its progress")
-            if progress:
-                progress(job, elapsed)
-            # An IO500 run takes minutes to hours: poll gently.
-            time.sleep(min(max(0.5, elapsed / 10), 15.0, max(0.1, timeout - elapsed)))
+    max_poll_interval = 15.0  # an IO500 run takes minutes to hours: poll gently
 
+    def is_ready(self, job: Job) -> bool:
+        """Ready = finished and left results (there is no endpoint to poll)."""
+        if not job.state.is_final:
+            return False
+        if job.state is JobState.COMPLETED and self.probe(job):
+            return True
+        raise ServiceError(self.failure_reason(job) if job.state is not JobState.COMPLETED else
+                           f"{job.label} ended without IO500 results ('logs {job.id}' shows why)")
+
+    def not_ready_message(self, job: Job, timeout: float) -> str:
+        return (f"{job.label} still {job.state.value} after {timeout:.0f} s; IO500 runs for several stonewall "
+                f"periods — 'logs {job.id}' shows its progress")
 
 __all__ = ["Io500", "Io500ConfigError", "check_int", "check_path", "check_size", "ini_values", "read_global_dirs"]
