@@ -38,13 +38,7 @@ class QdrantStore(VectorStore):
     def _request(self, s: requests.Session, method: str, path: str, body: Any = None,
                  *, ok_missing: bool = False) -> Any:
         """One call; returns the response's ``result``. StoreError carries Qdrant's own error text."""
-        # orjson with numpy: float32 rows go out as they are, without a Python float per component.
-        data = orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY) if body is not None else None
-        headers = {"Content-Type": "application/json"} if data is not None else None
-        try:
-            resp = s.request(method, self.base_url + path, data=data, headers=headers, timeout=self.timeout)
-        except requests.RequestException as exc:
-            raise StoreError(f"{method} {path}: {exc.__class__.__name__}: {exc}") from None
+        resp = self._send(s, method, path, body)
         if ok_missing and resp.status_code == 404:
             return None
         if resp.status_code in (401, 403):

@@ -52,14 +52,19 @@ class VectorStore(ABC):
         s.trust_env = False  # no proxies: compute nodes are reached directly
         return s
 
-    def _call(self, s: requests.Session, method: str, path: str, body: Any = None) -> Any:
-        # orjson: encoding 500x128 floats with the json module costs more than the request itself.
+    def _send(self, s: requests.Session, method: str, path: str, body: Any = None) -> requests.Response:
+        """One HTTP request; transport failures become StoreError, HTTP errors are left to the caller."""
+        # orjson with numpy: float32 rows go out as they are; encoding 500x128 floats with the json module
+        # costs more than the request itself.
         data = orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY) if body is not None else None
         headers = {"Content-Type": "application/json"} if data is not None else None
         try:
-            resp = s.request(method, self.base_url + path, data=data, headers=headers, timeout=self.timeout)
+            return s.request(method, self.base_url + path, data=data, headers=headers, timeout=self.timeout)
         except requests.RequestException as exc:
             raise StoreError(f"{method} {path}: {exc.__class__.__name__}: {exc}") from None
+
+    def _call(self, s: requests.Session, method: str, path: str, body: Any = None) -> Any:
+        resp = self._send(s, method, path, body)
         if resp.status_code >= 400:
             raise StoreError(f"{method} {path}: HTTP {resp.status_code}: {resp.text[:300]}")
         return orjson.loads(resp.content) if resp.content else None
