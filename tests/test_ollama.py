@@ -100,7 +100,7 @@ def test_rendered_script_passes_bash_n(tmp_path: Path, runtime: str, options: di
 
 
 def test_declaration() -> None:
-    assert Ollama.name == "ollama" and Ollama.uses_gpu and Ollama.bench_kind is None
+    assert Ollama.name == "ollama" and Ollama.uses_gpu and Ollama.bench_kind == "llm"
     assert Ollama.health_path == "/api/tags"
     assert (Renderer().directory / Ollama.template).is_file()
     assert {o.flag for o in Ollama.start_options()} >= {"--port", "--model", "--parallel", "--max-loaded",

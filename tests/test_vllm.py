@@ -94,7 +94,7 @@ def test_golden_files_pass_bash_n(runtime: str, nodes: int) -> None:
 
 def test_declaration() -> None:
     assert Vllm.name == "vllm" and Vllm.uses_gpu and Vllm.health_path == "/health"
-    assert Vllm.bench_kind is None and Vllm.ready_timeout >= 1800
+    assert Vllm.bench_kind == "llm" and Vllm.ready_timeout >= 1800
     assert (Renderer().directory / Vllm.template).is_file()
     flags = {o.flag for o in Vllm.start_options()}
     assert flags >= {"--model", "--nodes", "--gpus-per-node", "--tp", "--pp", "--max-model-len", "--extra-args",

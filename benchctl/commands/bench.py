@@ -42,9 +42,34 @@ ENDPOINT_OPTIONS: tuple[OptSpec, ...] = (
 )
 
 
+LLM_OPTIONS: tuple[OptSpec, ...] = (
+    OptSpec("--backend", ArgKind.CHOICE, "API: openai (completions), openai-chat, ollama, ollama-chat",
+            ("openai", "openai-chat", "ollama", "ollama-chat")),
+    OptSpec("--model", ArgKind.TEXT, "model name sent in requests (default: the job's model)", metavar="M"),
+    OptSpec("--concurrency", ArgKind.TEXT, "closed loop: users, or a sweep 1,8,64 (default 8)", metavar="LIST"),
+    OptSpec("--rate", ArgKind.TEXT, "open loop: requests/s, or a sweep 1,2,4 (capped by --concurrency)",
+            metavar="LIST"),
+    OptSpec("--arrival", ArgKind.CHOICE, "open-loop arrivals", ("constant", "poisson", "gamma")),
+    OptSpec("--burstiness", ArgKind.TEXT, "gamma shape (<1 burstier; default 1)", metavar="B"),
+    OptSpec("--requests", ArgKind.INT, "requests per point (default: run for --duration)", metavar="N"),
+    OptSpec("--duration", ArgKind.TEXT, "seconds per point (default 30)", metavar="S"),
+    OptSpec("--warmup", ArgKind.INT, "first requests excluded from the metrics (default 0)", metavar="N"),
+    OptSpec("--input-tokens", ArgKind.INT, "prompt length in words (default 128)", metavar="N"),
+    OptSpec("--output-tokens", ArgKind.INT, "tokens to generate (default 128)", metavar="N"),
+    OptSpec("--seed", ArgKind.INT, "seed of the arrival schedule (default 42)", metavar="SEED"),
+    OptSpec("--max-error-rate", ArgKind.TEXT, "stop a point when more than this fraction fails (default 1)",
+            metavar="F"),
+    OptSpec("--slo", ArgKind.TEXT, "goodput targets, e.g. ttft:500,tpot:50 (ms)", metavar="SPEC"),
+    OptSpec("--output", ArgKind.PATH, "also write the run JSON to FILE", metavar="FILE"),
+    OptSpec("--quiet", None, "print only the summary"),
+)
+
+
 def bench_kind(target: str) -> str | None:
     if target == "vector":
         return "vector"
+    if target == "llm":
+        return "llm"
     from benchctl.services import SERVICES
 
     cls = SERVICES.get(target)
@@ -67,6 +92,8 @@ def _options(app: App, positionals: Sequence[str]) -> tuple[OptSpec, ...]:
         from benchctl.commands.services import _start_options
 
         return IO500_OPTIONS + _start_options(app, positionals)
+    if kind == "llm":
+        return LLM_OPTIONS + (ENDPOINT_OPTIONS[:1] if positionals[0] == "llm" else ())
     if kind == "vector":
         return VECTOR_OPTIONS + (ENDPOINT_OPTIONS if positionals[0] == "vector" else ENDPOINT_OPTIONS[2:])
     return ()
@@ -91,13 +118,8 @@ def _positive_float(text: str, flag: str) -> float:
     return value
 
 
-def _endpoint(app: App, target: str, args: ParsedArgs) -> tuple[str, str, dict[str, Any]]:
-    """(url, store kind, service record for the result) of the benchmark target."""
-    if target == "vector":
-        url, store = args.get("url"), args.get("store")
-        if not url or not store:
-            raise CommandError("bench vector needs --url URL and --store chroma|qdrant")
-        return url, store, {"name": store, "endpoint": url}
+def job_endpoint(app: App, target: str) -> tuple[str, dict[str, Any]]:
+    """(url, service record) of the target service's active job, waiting until it is ready."""
     from benchctl.commands.services import refresh, resolve_jobs
 
     service = app.service(target)
@@ -114,8 +136,20 @@ def _endpoint(app: App, target: str, args: ParsedArgs) -> tuple[str, str, dict[s
     if endpoint is None:
         raise CommandError(f"{job.label} has no endpoint yet ('check {target}')")
     record = {"name": target, "job_id": job.id, "nodes": job.host or job.nodes, "endpoint": endpoint.url,
-              "image": job.options.get("image", ""), "runtime": job.options.get("runtime", "")}
-    return endpoint.url, target, record
+              "image": job.options.get("image", ""), "runtime": job.options.get("runtime", ""),
+              "model": job.options.get("model", "")}
+    return endpoint.url, record
+
+
+def _endpoint(app: App, target: str, args: ParsedArgs) -> tuple[str, str, dict[str, Any]]:
+    """(url, store kind, service record for the result) of the benchmark target."""
+    if target == "vector":
+        url, store = args.get("url"), args.get("store")
+        if not url or not store:
+            raise CommandError("bench vector needs --url URL and --store chroma|qdrant")
+        return url, store, {"name": store, "endpoint": url}
+    url, record = job_endpoint(app, target)
+    return url, target, record
 
 
 def cmd_bench(app: App, args: ParsedArgs) -> None:
@@ -130,6 +164,11 @@ def cmd_bench(app: App, args: ParsedArgs) -> None:
         raise CommandError(f"{target} has no benchmark client yet")
     if kind == "io500":
         run_io500(app, args)
+        return
+    if kind == "llm":
+        from benchctl.commands.bench_llm import run_llm
+
+        run_llm(app, args, target)
         return
     url, store_kind, service_record = _endpoint(app, target, args)
     run_vector(app, args, url, store_kind, service_record)

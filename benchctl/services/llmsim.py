@@ -42,7 +42,7 @@ class LlmSim(SlurmServer):
     health_path = "/health"
     default_cpus = 2
     ready_timeout = 120
-    bench_kind = None  # no LLM benchmark client yet
+    bench_kind = "llm"
     extra_options: ClassVar[tuple[Option, ...]] = (
         Option("--model", "str", "served model name (default sim)", default="sim", metavar="NAME"),
         Option("--ttft-ms", "str", "time to first token once a slot is free, ms (default 50)", default="50",

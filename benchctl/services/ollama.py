@@ -59,7 +59,7 @@ class Ollama(SlurmServer):
     uses_gpu = True
     default_cpus = 8
     ready_timeout = 600  # bound of the job's own "is the server up" loops (not of the model download)
-    bench_kind = None  # no LLM benchmark client yet
+    bench_kind = "llm"
     extra_options: ClassVar[tuple[Option, ...]] = (
         Option("--model", "str", "model to serve, e.g. llama3.2 or qwen3:4b (required; pulled when missing)",
                metavar="M"),

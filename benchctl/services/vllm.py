@@ -63,7 +63,7 @@ class Vllm(SlurmServer):
     # small job on the node; the 4 GPUs (gres) are what really books the node. --cpus overrides.
     default_cpus = 32
     ready_timeout = 1800  # weights are downloaded and loaded, CUDA graphs captured: minutes for big models
-    bench_kind = None  # the LLM benchmark client comes later
+    bench_kind = "llm"
     default_gpus_per_node = 4
     extra_options: ClassVar[tuple[Option, ...]] = (
         Option("--model", "str", "model to serve (required): a Hugging Face id like "

@@ -1,0 +1,252 @@
+"""The LLM load generator: asyncio + aiohttp, closed loop (--concurrency) or open loop (--rate with a
+precomputed, seeded arrival schedule), one shared connection pool, chunks timestamped on arrival.
+
+Every request is timed from its *scheduled* time too, so a client that falls behind shows up as TTFT (no
+coordinated omission), and the client's own health (dispatch lag, event-loop lag, CPU) is measured and
+reported with the results.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+
+from benchctl.bench.llm_stream import RequestResult, make_parser
+from benchctl.bench.stats import summarize
+
+BACKENDS = ("openai", "openai-chat", "ollama", "ollama-chat")
+PATHS = {"openai": "/v1/completions", "openai-chat": "/v1/chat/completions", "ollama": "/api/generate",
+         "ollama-chat": "/api/chat"}
+_WORDS = ("alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel", "india", "juliet", "kilo",
+          "lima", "mike", "november", "oscar", "papa", "quebec", "romeo", "sierra", "tango", "uniform", "victor",
+          "whiskey", "xray", "yankee", "zulu")
+
+
+@dataclass
+class LlmConfig:
+    backend: str = "openai"
+    model: str = "sim"
+    concurrency: list[int] = field(default_factory=lambda: [8])
+    rate: list[float] = field(default_factory=list)  # empty = closed loop
+    arrival: str = "poisson"
+    burstiness: float = 1.0
+    requests: int = 0  # 0 = until --duration
+    duration: float = 30.0
+    grace: float = 30.0
+    warmup: int = 0
+    input_tokens: int = 128
+    output_tokens: int = 128
+    seed: int = 42
+    timeout: float = 600.0
+    max_error_rate: float = 1.0
+    slo: dict[str, float] = field(default_factory=dict)  # ttft / tpot / e2el in ms
+
+
+def arrival_offsets(n: int, rate: float, arrival: str, burstiness: float, seed: int) -> list[float]:
+    """Seconds after the start at which each of ``n`` requests is due (precomputed, reproducible)."""
+    rng = random.Random(seed)
+    t, out = 0.0, []
+    for _ in range(n):
+        out.append(t)
+        if arrival == "constant":
+            t += 1.0 / rate
+        elif arrival == "poisson":
+            t += rng.expovariate(rate)
+        else:  # gamma: shape = burstiness (<1 burstier, >1 smoother), mean gap 1/rate
+            t += rng.gammavariate(burstiness, 1.0 / (rate * burstiness))
+    return out
+
+
+def prompt_text(index: int, tokens: int) -> str:
+    """~``tokens`` words; a unique prefix per request so prefix caching cannot serve it."""
+    words = [f"req{index}"] + [_WORDS[(index + i) % len(_WORDS)] for i in range(max(0, tokens - 1))]
+    return " ".join(words)
+
+
+def request_body(cfg: LlmConfig, index: int) -> dict[str, Any]:
+    text = prompt_text(index, cfg.input_tokens)
+    n = cfg.output_tokens
+    if cfg.backend == "openai":
+        return {"model": cfg.model, "prompt": text, "max_tokens": n, "min_tokens": n, "ignore_eos": True,
+                "stream": True, "stream_options": {"include_usage": True}}
+    if cfg.backend == "openai-chat":
+        return {"model": cfg.model, "messages": [{"role": "user", "content": text}], "max_completion_tokens": n,
+                "min_tokens": n, "ignore_eos": True, "stream": True, "stream_options": {"include_usage": True}}
+    options = {"num_predict": n}
+    if cfg.backend == "ollama":
+        return {"model": cfg.model, "prompt": text, "stream": True, "options": options}
+    return {"model": cfg.model, "messages": [{"role": "user", "content": text}], "stream": True, "options": options}
+
+
+async def one_request(session: aiohttp.ClientSession, url: str, cfg: LlmConfig, result: RequestResult) -> None:
+    parser = make_parser(cfg.backend, result)
+    body = request_body(cfg, result.index)
+    result.sent = time.perf_counter()
+    try:
+        async with session.post(url + PATHS[cfg.backend], json=body) as resp:
+            result.http_status = resp.status
+            if resp.status != 200:
+                text = (await resp.read())[:300].decode("utf-8", "replace")
+                result.error, result.error_type = f"HTTP {resp.status}: {text}", f"http_{resp.status}"
+            else:
+                async for data in resp.content.iter_any():
+                    parser.feed(data, time.perf_counter())
+    except asyncio.TimeoutError:
+        result.error, result.error_type = f"timeout after {cfg.timeout:g} s", "timeout"
+    except aiohttp.ClientPayloadError as exc:
+        result.error, result.error_type = f"stream cut: {exc}", "stream_cut"
+    except aiohttp.ClientError as exc:
+        result.error, result.error_type = f"{exc.__class__.__name__}: {exc}", "connection"
+    result.end = time.perf_counter()
+    parser.parse()
+    result.finish()
+
+
+@dataclass
+class PointOutcome:
+    results: list[RequestResult]
+    duration: float
+    loop_lag: list[float]
+    cpu_seconds: float
+    stopped_early: str = ""
+
+
+async def run_point(url: str, cfg: LlmConfig, concurrency: int, rate: float | None,
+                    on_done: Callable[[RequestResult], None] | None = None) -> PointOutcome:
+    """One sweep point: closed loop with ``concurrency`` users, or open loop at ``rate`` capped by it."""
+    limit = cfg.requests + cfg.warmup if cfg.requests else 0
+    connector = aiohttp.TCPConnector(limit=max(concurrency, 1) + 8, force_close=False)
+    timeout = aiohttp.ClientTimeout(total=cfg.timeout)
+    results: list[RequestResult] = []
+    lag: list[float] = []
+    stop_reason = [""]
+    errors = [0]
+
+    async def monitor() -> None:
+        while True:
+            t = time.perf_counter()
+            await asyncio.sleep(0.01)
+            lag.append(time.perf_counter() - t - 0.01)
+
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout, trust_env=False,
+                                     read_bufsize=2 ** 20) as session:
+        mon = asyncio.create_task(monitor())
+        cpu0 = time.process_time()
+        t0 = time.perf_counter()
+        deadline = t0 + cfg.duration if not cfg.requests else float("inf")
+        counter = [0]
+
+        def next_index() -> int | None:
+            if stop_reason[0] or (limit and counter[0] >= limit) or time.perf_counter() >= deadline:
+                return None
+            counter[0] += 1
+            return counter[0] - 1
+
+        async def run_one(index: int, scheduled: float) -> None:
+            r = RequestResult(index=index, scheduled=scheduled)
+            results.append(r)
+            await one_request(session, url, cfg, r)
+            if not r.ok and index >= cfg.warmup:
+                errors[0] += 1
+                done = len([x for x in results if x.index >= cfg.warmup and x.end])
+                if done >= 10 and errors[0] / done > cfg.max_error_rate:
+                    stop_reason[0] = f"error rate {errors[0] / done:.0%} > --max-error-rate"
+            if on_done:
+                on_done(r)
+
+        if rate is None:
+            async def user() -> None:
+                while (index := next_index()) is not None:
+                    await run_one(index, time.perf_counter())
+
+            await asyncio.gather(*(user() for _ in range(concurrency)))
+        else:
+            n = limit or int(rate * cfg.duration * 1.5) + 10
+            offsets = arrival_offsets(n, rate, cfg.arrival, cfg.burstiness, cfg.seed)
+            sem = asyncio.Semaphore(concurrency)
+            tasks = []
+
+            async def capped(index: int, scheduled: float) -> None:
+                async with sem:
+                    await run_one(index, scheduled)
+
+            for offset in offsets:
+                due = t0 + offset
+                if due >= deadline:
+                    break
+                delay = due - time.perf_counter()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                index = next_index()
+                if index is None:
+                    break
+                tasks.append(asyncio.create_task(capped(index, due)))
+            if tasks:
+                await asyncio.wait(tasks, timeout=cfg.grace + cfg.timeout)
+        duration = time.perf_counter() - t0
+        mon.cancel()
+    return PointOutcome(results, duration, lag, time.process_time() - cpu0, stop_reason[0])
+
+
+def _ms(values: list[float]) -> dict[str, float]:
+    return {k: (v * 1000 if k != "count" else v) for k, v in summarize(values).items()}
+
+
+def point_metrics(cfg: LlmConfig, outcome: PointOutcome) -> dict[str, Any]:
+    """vLLM-named metrics of one point (warm-up requests excluded) + the client's health."""
+    measured = [r for r in outcome.results if r.index >= cfg.warmup]
+    ok = [r for r in measured if r.ok]
+    dur = outcome.duration
+    out_tokens = sum(r.tokens for r in ok)
+    in_tokens = sum(r.prompt_tokens or 0 for r in ok)
+    metrics: dict[str, Any] = {
+        "completed": len(ok), "failed": len(measured) - len(ok), "duration": dur,
+        "request_throughput": len(ok) / dur if dur else 0.0, "output_throughput": out_tokens / dur if dur else 0.0,
+        "total_token_throughput": (out_tokens + in_tokens) / dur if dur else 0.0,
+        "total_input_tokens": in_tokens, "total_output_tokens": out_tokens,
+        "token_source": dict(Counter(r.token_source for r in ok)),
+    }
+    series = {"ttft": [r.ttft for r in ok if r.ttft is not None],
+              "ttft_from_schedule": [r.ttft_scheduled for r in ok if r.ttft_scheduled is not None],
+              "tpot": [r.tpot for r in ok if r.tpot is not None],
+              "itl": [g for r in ok for g in r.itl],
+              "e2el": [r.e2el for r in ok if r.e2el is not None]}
+    for name, values in series.items():
+        stats = _ms(values)
+        for key, value in stats.items():
+            if key == "count":
+                continue
+            label = {"p50": "median"}.get(key, key)
+            metrics[f"{label}_{name}_ms"] = value
+            if key == "p50":
+                metrics[f"p50_{name}_ms"] = value
+    if cfg.slo:
+        good = [r for r in ok if all(
+            (getattr(r, key) or 0.0) * 1000 <= limit for key, limit in cfg.slo.items())]
+        metrics["request_goodput"] = len(good) / dur if dur else 0.0
+    metrics["errors"] = dict(Counter(r.error_type for r in measured if not r.ok))
+    dispatch = [max(0.0, r.sent - r.scheduled) for r in measured if r.sent]
+    metrics["client_health"] = {
+        "dispatch_lag_ms": _ms(dispatch), "event_loop_lag_ms": _ms(outcome.loop_lag),
+        "client_cpu_percent": 100.0 * outcome.cpu_seconds / dur if dur else 0.0,
+        "stopped_early": outcome.stopped_early,
+    }
+    return metrics
+
+
+def client_limited(metrics: dict[str, Any]) -> str:
+    """A warning when the client, not the server, may have limited the run."""
+    health = metrics["client_health"]
+    lag = health["dispatch_lag_ms"].get("p99", 0.0)
+    if health["client_cpu_percent"] > 85:
+        return f"the client used {health['client_cpu_percent']:.0f}% of a core: it may limit this run"
+    if lag > 20:
+        return f"requests left the client up to {lag:.0f} ms late (p99): it may limit this run"
+    return ""

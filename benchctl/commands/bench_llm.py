@@ -1,0 +1,182 @@
+"""``bench vllm|ollama|llm-sim`` and ``bench llm --url``: the streaming LLM benchmark from the shell."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from rich.table import Table
+
+from benchctl.commands import CommandError, ParsedArgs
+
+if TYPE_CHECKING:
+    from benchctl.app import App
+    from benchctl.bench.llm import LlmConfig
+
+DEFAULT_BACKEND = {"vllm": "openai", "llm-sim": "openai", "ollama": "ollama"}
+_NUMBER_LIST = re.compile(r"^\d+(\.\d+)?(,\d+(\.\d+)?)*$")
+_METRIC_LINE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})?\s+([-+0-9.eE]+|NaN|[+-]Inf)$")
+
+
+def _numbers(text: str, flag: str) -> list[float]:
+    if not _NUMBER_LIST.match(text):
+        raise CommandError(f"bench: {flag} expects numbers separated by commas, got {text!r}")
+    values = [float(x) for x in text.split(",")]
+    if any(v <= 0 for v in values):
+        raise CommandError(f"bench: {flag} values must be positive")
+    return values
+
+
+def _slo(text: str) -> dict[str, float]:
+    out = {}
+    for part in text.split(","):
+        name, _, value = part.partition(":")
+        if name not in ("ttft", "tpot", "e2el") or not re.fullmatch(r"\d+(\.\d+)?", value):
+            raise CommandError(f"bench: --slo expects ttft:MS,tpot:MS,e2el:MS, got {part!r}")
+        out[name] = float(value)
+    return out
+
+
+def config_from_args(args: ParsedArgs, backend: str, model: str) -> LlmConfig:
+    from benchctl.bench.llm import LlmConfig
+
+    cfg = LlmConfig(backend=backend, model=model)
+    if args.get("concurrency"):
+        cfg.concurrency = [int(v) for v in _numbers(args.get("concurrency"), "--concurrency")]
+    if args.get("rate"):
+        cfg.rate = _numbers(args.get("rate"), "--rate")
+        if not args.get("concurrency"):
+            cfg.concurrency = [1024]  # open loop: the rate drives the load; a generous cap
+    for name in ("duration", "burstiness", "max_error_rate"):
+        if args.get(name) is not None:
+            setattr(cfg, name, _numbers(args.get(name), "--" + name.replace("_", "-"))[0])
+    for name in ("requests", "warmup", "input_tokens", "output_tokens", "seed"):
+        if args.get(name) is not None:
+            setattr(cfg, name, int(args.get(name)))
+    if args.get("arrival"):
+        cfg.arrival = args.get("arrival")
+    if args.get("slo"):
+        cfg.slo = _slo(args.get("slo"))
+    if cfg.output_tokens < 1 or cfg.input_tokens < 1:
+        raise CommandError("bench: --input-tokens and --output-tokens must be at least 1")
+    return cfg
+
+
+def scrape(url: str) -> dict[str, float]:
+    """Prometheus text from URL/metrics as {name{labels}: value}; {} when the server has none."""
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    try:
+        with opener.open(url + "/metrics", timeout=5) as resp:
+            text = resp.read().decode("utf-8", "replace")
+    except (OSError, urllib.error.URLError, ValueError):
+        return {}
+    out = {}
+    for line in text.splitlines():
+        m = _METRIC_LINE.match(line.strip())
+        if m:
+            try:
+                out[m.group(1) + (m.group(2) or "")] = float(m.group(3))
+            except ValueError:
+                continue
+    return out
+
+
+def metric_deltas(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+    """Counter deltas (``*_total``, ``*_count``, ``*_sum``) and final gauge values."""
+    out = {}
+    for key, value in after.items():
+        name = key.split("{", 1)[0]
+        if name.endswith(("_total", "_count", "_sum")):
+            out[key] = value - before.get(key, 0.0)
+        elif "_bucket" not in name:
+            out[key] = value
+    return out
+
+
+def run_llm(app: App, args: ParsedArgs, target: str) -> None:
+    """Benchmark an LLM endpoint: one point per --concurrency (closed loop) or --rate (open loop) value."""
+    from benchctl.bench.llm import client_limited, point_metrics, run_point
+    from benchctl.bench.results import RunWriter
+    from benchctl.commands.bench import job_endpoint
+
+    if target == "llm":
+        url = args.get("url")
+        if not url:
+            raise CommandError("bench llm needs --url URL (and --backend, --model)")
+        record: dict[str, Any] = {"name": "llm", "endpoint": url}
+        backend = args.get("backend") or "openai"
+        model = args.get("model") or ""
+        if not model:
+            raise CommandError("bench llm needs --model M")
+    else:
+        url, record = job_endpoint(app, target)
+        backend = args.get("backend") or DEFAULT_BACKEND.get(target, "openai")
+        model = args.get("model") or record.get("model") or "sim"
+    cfg = config_from_args(args, backend, model)
+    writer = RunWriter(app.home, "llm", record["name"])
+    before = scrape(url)
+    points: list[dict[str, Any]] = []
+    sweep = [(c, r) for r in cfg.rate for c in cfg.concurrency[:1]] if cfg.rate else [
+        (c, None) for c in cfg.concurrency]
+    quiet = bool(args.get("quiet"))
+    for concurrency, rate in sweep:
+        label = f"rate {rate:g}/s" if rate is not None else f"concurrency {concurrency}"
+        done = [0]
+        with app.ui.status(f"{label}: starting…") as status:
+            def on_done(r: Any, status: Any = status, label: str = label, done: list[int] = done) -> None:
+                done[0] += 1
+                status.update(f"{label}: {done[0]} requests done")
+
+            outcome = asyncio.run(run_point(url, cfg, concurrency, rate, on_done))
+        t0 = min((r.scheduled for r in outcome.results), default=0.0)
+        for r in outcome.results:
+            writer.request({"point": label, **r.to_record(t0)})
+        metrics = point_metrics(cfg, outcome)
+        metrics.update({"concurrency": concurrency, "rate": rate})
+        points.append(metrics)
+        if not quiet:
+            app.ui.text(f"  {label}: {metrics['completed']} ok, {metrics['failed']} failed, "
+                        f"{metrics['request_throughput']:.1f} req/s")
+        warning = client_limited(metrics)
+        if warning:
+            app.ui.warn(f"{label}: {warning}")
+        if metrics["client_health"]["stopped_early"]:
+            app.ui.warn(f"{label}: stopped early: {metrics['client_health']['stopped_early']}")
+    server = metric_deltas(before, scrape(url)) if before else {}
+    totals = {"errors": sum((sum(p["errors"].values()) for p in points), 0)}
+    envelope = writer.envelope(service=record, config=vars(cfg), metrics={"server_metrics": server, **totals},
+                               points=points, client_health={"points": [p["client_health"] for p in points]},
+                               errors={k: sum(p["errors"].get(k, 0) for p in points)
+                                       for k in {k for p in points for k in p["errors"]}})
+    output = Path(args.get("output")).expanduser() if args.get("output") else None
+    path = writer.finish(envelope, extra_output=output)
+    show_llm_summary(app, points, bool(cfg.slo))
+    app.ui.info(f"results: {path}" + (f" (and {output})" if output else ""))
+
+
+def show_llm_summary(app: App, points: list[dict[str, Any]], goodput: bool) -> None:
+    table = Table(show_edge=False, header_style="bold")
+    cols = ["POINT", "OK", "FAIL", "req/s", "out tok/s", "TTFT p50", "TTFT p99", "TPOT p50", "TPOT p99",
+            "ITL p50", "E2EL p50"] + (["goodput"] if goodput else [])
+    for col in cols:
+        table.add_column(col, justify="left" if col == "POINT" else "right")
+    for p in points:
+        label = f"rate {p['rate']:g}/s" if p["rate"] is not None else f"c={p['concurrency']}"
+
+        def ms(key: str, p: dict[str, Any] = p) -> str:
+            value = p.get(key)
+            return f"{value:.1f}" if isinstance(value, float) else "-"
+
+        row = [label, str(p["completed"]), str(p["failed"]), f"{p['request_throughput']:.1f}",
+               f"{p['output_throughput']:.0f}", ms("median_ttft_ms"), ms("p99_ttft_ms"), ms("median_tpot_ms"),
+               ms("p99_tpot_ms"), ms("median_itl_ms"), ms("median_e2el_ms")]
+        if goodput:
+            row.append(f"{p.get('request_goodput', 0.0):.1f}")
+        table.add_row(*row)
+    app.ui.renderable(table)
+    app.ui.info("(times in ms; TTFT to the first token-carrying chunk, TPOT = (last - first) / (n - 1), "
+                "ITL = gaps between chunks)")
