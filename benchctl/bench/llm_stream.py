@@ -103,29 +103,46 @@ def _has_token(choice: dict[str, Any]) -> bool:
     return bool(choice.get("text"))
 
 
-class OpenAIStream:
-    """SSE from /v1/completions or /v1/chat/completions."""
+class _LineStream:
+    """Buffers a byte stream into lines, stamping each with the arrival time of the read that completed it."""
 
     def __init__(self, result: RequestResult) -> None:
         self.result = result
         self.buffer = b""
         self.pending: list[tuple[float, bytes]] = []
 
+    def keep(self, line: bytes) -> bytes | None:
+        """The payload of a line worth parsing (None to skip it)."""
+        return line.strip() or None
+
     def feed(self, data: bytes, t: float) -> None:
         """Record the arrival time now; split lines (an event may span reads, a read may hold many)."""
         self.buffer += data
         *lines, self.buffer = self.buffer.split(b"\n")
         for line in lines:
-            line = line.strip()
-            if line.startswith(b"data:"):
-                self.pending.append((t, line[5:].strip()))
+            payload = self.keep(line)
+            if payload is not None:
+                self.pending.append((t, payload))
+
+    def flush(self) -> None:
+        """A last line without its newline counts too (stamped with the end of the stream)."""
+        payload = self.keep(self.buffer)
+        if payload is not None:
+            self.pending.append((self.result.end, payload))
+        self.buffer = b""
+
+
+class OpenAIStream(_LineStream):
+    """SSE from /v1/completions or /v1/chat/completions."""
+
+    def keep(self, line: bytes) -> bytes | None:
+        line = line.strip()
+        return line[5:].strip() if line.startswith(b"data:") else None
 
     def parse(self) -> None:
         """Parse what was received (called after the stream, off the timing path)."""
         r = self.result
-        if self.buffer.strip().startswith(b"data:"):
-            self.pending.append((r.end, self.buffer.strip()[5:].strip()))
-            self.buffer = b""
+        self.flush()
         for t, payload in self.pending:
             if payload == b"[DONE]":
                 r.done = True
@@ -156,24 +173,12 @@ class OpenAIStream:
         self.pending.clear()
 
 
-class OllamaStream:
+class OllamaStream(_LineStream):
     """NDJSON from /api/generate or /api/chat."""
-
-    def __init__(self, result: RequestResult) -> None:
-        self.result = result
-        self.buffer = b""
-        self.pending: list[tuple[float, bytes]] = []
-
-    def feed(self, data: bytes, t: float) -> None:
-        self.buffer += data
-        *lines, self.buffer = self.buffer.split(b"\n")
-        self.pending.extend((t, line) for line in lines if line.strip())
 
     def parse(self) -> None:
         r = self.result
-        if self.buffer.strip():
-            self.pending.append((r.end, self.buffer.strip()))
-            self.buffer = b""
+        self.flush()
         for t, line in self.pending:
             try:
                 obj = orjson.loads(line)
