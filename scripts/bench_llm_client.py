@@ -1,29 +1,59 @@
 #!/usr/bin/env python3
-"""How fast and how exact is benchctl's LLM client? Measured against the simulator (`benchctl.llmsim`).
+"""How fast and how exact is benchctl's LLM client, next to GuideLLM? Measured against `benchctl.llmsim`.
 
-    .venv/bin/python scripts/bench_llm_client.py [--seconds 10]
+    scripts/setup-guidellm.sh   # once: GuideLLM 0.8.1 (CPU torch) in .venv-guidellm, picked up from there
+    .venv/bin/python scripts/bench_llm_client.py [--seconds 10] [--guidellm PATH | --no-guidellm]
 
 (a) the highest request rate the client sustains against a near-zero-latency server, closed loop at
     concurrency 64 and 256 (the simulator runs in its own process: client and server share the 2 cores);
 (b) the client-added error of TTFT and TPOT at concurrency 1, 16, 64: the client's values minus the server's
     own truth (when it actually sent the first/last chunk, reported per request in the final usage chunk).
+
+GuideLLM runs the same points as a subprocess (`guidellm run`, profile `concurrent`, `max_duration` = the same
+seconds, synthetic 16-token prompts, `/v1/completions` like benchctl) against its own fresh simulator with the
+same settings. Its req/s = successful requests / benchmark duration from its JSON report. Its report keeps,
+per request, TTFT, ITL (= (last - first token) / (n - 1), what benchctl calls TPOT) and the server's response
+id but not the simulator's truth, so for (b) the simulator runs under a small wrapper that also appends every
+final usage chunk (id + truth) to a file; requests are matched by id. Offline: GuideLLM's synthetic data needs a
+tokenizer, built locally with scripts/make_tiny_llm.py (or given with --processor), and HF_HUB_OFFLINE=1.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
 
-from benchctl.bench.llm import LlmConfig, point_metrics, run_point
+from benchctl.bench.llm import LlmConfig, PointOutcome, point_metrics, run_point
 from benchctl.bench.stats import summarize
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_GUIDELLM = ROOT / ".venv-guidellm" / "bin" / "guidellm"
+# `python -c TRUTH_SHIM LOG [llmsim flags]`: llmsim, with every final usage chunk (id + truth) also logged to LOG.
+TRUTH_SHIM = """
+import json, sys, types
+import benchctl.llmsim as sim
+log = open(sys.argv.pop(1), "a", buffering=1)
+def dumps(obj, **kw):
+    text = json.dumps(obj, **kw)
+    if isinstance(obj, dict) and "llmsim" in obj and "id" in obj:
+        log.write(text + "\\n")
+    return text
+sim.json = types.SimpleNamespace(dumps=dumps, loads=json.loads)
+sim.main(sys.argv[1:])
+"""
+Sample = tuple[float | None, float | None, int, list[float]]  # client TTFT ms, client TPOT ms, tokens, truth
 
 
 def free_port() -> int:
@@ -33,11 +63,13 @@ def free_port() -> int:
 
 
 @contextmanager
-def simulator(*flags: str) -> Iterator[str]:
+def simulator(*flags: str, truth_log: Path | None = None) -> Iterator[str]:
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "benchctl.llmsim", "--host", "127.0.0.1", "--port", str(port),
-                             "--max-concurrency", "4096", *flags], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, env=dict(os.environ))
+    head = [sys.executable, "-m", "benchctl.llmsim"]
+    if truth_log is not None:
+        head = [sys.executable, "-c", TRUTH_SHIM, str(truth_log)]
+    proc = subprocess.Popen([*head, "--host", "127.0.0.1", "--port", str(port), "--max-concurrency", "4096", *flags],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=dict(os.environ))
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 30
@@ -53,46 +85,153 @@ def simulator(*flags: str) -> Iterator[str]:
         proc.wait(10)
 
 
-def capacity(seconds: float) -> None:
-    print("(a) sustained request rate against a zero-latency server (16 output tokens, closed loop)")
-    with simulator("--ttft-ms", "0", "--itl-ms", "0", "--output-tokens", "16") as url:
+class GuideLLM:
+    """`guidellm run` (0.8.1's CLI) as a subprocess; each run's JSON report is parsed and returned."""
+
+    def __init__(self, exe: Path, workdir: Path, processor: Path | None) -> None:
+        self.exe, self.workdir, self.processor = exe, workdir, processor
+        self.env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", HF_DATASETS_OFFLINE="1")
+        self.runs = 0
+
+    def tokenizer(self) -> Path:
+        if self.processor is None:  # GuideLLM's own venv has transformers/tokenizers/torch
+            out = self.workdir / "tokenizer"
+            subprocess.run([str(self.exe.parent / "python"), str(ROOT / "scripts" / "make_tiny_llm.py"), str(out)],
+                           check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=self.env)
+            self.processor = out
+        return self.processor
+
+    def run(self, url: str, streams: list[int], seconds: float, output_tokens: int) -> list[dict[str, Any]]:
+        """One benchmark per stream count (closed loop); [] (with a note) when GuideLLM fails."""
+        self.runs += 1
+        report, log = self.workdir / f"run{self.runs}.json", self.workdir / f"run{self.runs}.log"
+        cmd = [str(self.exe), "run", "--disable-console",
+               "--backend", f"kind=openai_http,target={url},model=sim,request_format=/v1/completions",
+               "--profile", "kind=concurrent," + ",".join(f"streams[{i}]={n}" for i, n in enumerate(streams)),
+               "--constraint", f"kind=max_duration,seconds={seconds:g}",
+               "--tokenizer", f"kind=huggingface_auto,model={self.tokenizer()}",
+               "--data", f"kind=synthetic_text,prompt_tokens=16,output_tokens={output_tokens}",
+               "--output", f"kind=json,path={report}"]
+        try:
+            with log.open("w") as out:
+                subprocess.run(cmd, cwd=self.workdir, env=self.env, stdout=out, stderr=subprocess.STDOUT, check=True,
+                               timeout=len(streams) * (seconds + 60) + 120)
+            benchmarks: list[dict[str, Any]] = json.loads(report.read_text())["benchmarks"]
+            return benchmarks
+        except (subprocess.SubprocessError, OSError, ValueError, KeyError) as exc:
+            tail = log.read_text(errors="replace").strip().splitlines()[-5:] if log.exists() else []
+            print(f"  GuideLLM failed ({exc}); last lines of its log:", *tail, sep="\n    ")
+            return []
+
+
+def streams_of(bench: dict[str, Any]) -> int:
+    return int(bench["config"]["strategy"]["streams"])
+
+
+def errors_ms(samples: list[Sample]) -> tuple[dict[str, float], dict[str, float], int]:
+    """Summaries of TTFT and TPOT error (client minus server truth, ms) and the number of requests compared."""
+    ttft, tpot = [], []
+    for client_ttft, client_tpot, tokens, sent in samples:
+        if client_ttft is None or not sent:
+            continue
+        ttft.append(client_ttft - sent[0])
+        if client_tpot is not None and len(sent) > 1 and tokens > 1:
+            tpot.append(client_tpot - (sent[-1] - sent[0]) / (tokens - 1))
+    return summarize(ttft), summarize(tpot), len(ttft)
+
+
+def benchctl_point(url: str, concurrency: int, seconds: float, output_tokens: int) -> PointOutcome:
+    cfg = LlmConfig(backend="openai", model="sim", duration=seconds, output_tokens=output_tokens, input_tokens=16)
+    return asyncio.run(run_point(url, cfg, concurrency, None))
+
+
+def capacity(seconds: float, guidellm: GuideLLM | None) -> None:
+    print(f"(a) sustained request rate against a zero-latency server (16 output tokens, closed loop, {seconds:g} s "
+          "per point)")
+    flags = ("--ttft-ms", "0", "--itl-ms", "0", "--output-tokens", "16")
+    ours: dict[int, float] = {}
+    with simulator(*flags) as url:
         for concurrency in (64, 256):
             cfg = LlmConfig(backend="openai", model="sim", duration=seconds, output_tokens=16, input_tokens=16)
-            m = point_metrics(cfg, asyncio.run(run_point(url, cfg, concurrency, None)))
+            m = point_metrics(cfg, benchctl_point(url, concurrency, seconds, 16))
+            ours[concurrency] = m["request_throughput"]
             health = m["client_health"]
-            print(f"  concurrency {concurrency:>3}: {m['request_throughput']:7.0f} req/s, "
+            print(f"  benchctl c={concurrency:<3}: {m['request_throughput']:7.0f} req/s, "
                   f"{m['output_throughput']:8.0f} tok/s, failed {m['failed']}, client CPU "
                   f"{health['client_cpu_percent']:.0f}%, event-loop lag p99 "
                   f"{health['event_loop_lag_ms'].get('p99', 0):.1f} ms")
+    theirs: dict[int, float] = {}
+    if guidellm is not None:
+        with simulator(*flags) as url:
+            for bench in guidellm.run(url, [64, 256], seconds, 16):
+                totals = bench["metrics"]["request_totals"]
+                theirs[streams_of(bench)] = totals["successful"] / bench["duration"]
+                print(f"  GuideLLM c={streams_of(bench):<3}: {theirs[streams_of(bench)]:7.0f} req/s, successful "
+                      f"{totals['successful']}, errored {totals['errored']}, cut at the end {totals['incomplete']}, "
+                      f"{bench['scheduler_state']['num_processes']} worker processes")
+    print("  concurrency  benchctl req/s  GuideLLM req/s  ratio (target >= 2x)")
+    for concurrency, rate in ours.items():
+        other = theirs.get(concurrency)
+        print(f"  {concurrency:>11}  {rate:>14.0f}  " + (f"{other:>14.0f}  {rate / other:5.2f}x" if other else
+                                                          f"{'-':>14}  {'-':>5}"))
 
 
-def accuracy(seconds: float) -> None:
+def accuracy(seconds: float, guidellm: GuideLLM | None) -> None:
     print("(b) client-added error vs the simulator's truth (ttft 50 ms, itl 10 ms, 32 tokens)")
-    with simulator("--ttft-ms", "50", "--itl-ms", "10", "--output-tokens", "32") as url:
+    flags = ("--ttft-ms", "50", "--itl-ms", "10", "--output-tokens", "32")
+    rows: list[tuple[int, str, dict[str, float], dict[str, float], int]] = []
+    with simulator(*flags) as url:
         for concurrency in (1, 16, 64):
-            cfg = LlmConfig(backend="openai", model="sim", duration=seconds, output_tokens=32, input_tokens=16)
-            outcome = asyncio.run(run_point(url, cfg, concurrency, None))
-            ttft_err, tpot_err = [], []
-            for r in outcome.results:
-                truth = r.server_truth
-                if not r.ok or not truth or not truth.get("chunk_sent_ms") or r.ttft is None:
-                    continue
-                sent = truth["chunk_sent_ms"]
-                ttft_err.append(r.ttft * 1000 - sent[0])
-                if r.tpot is not None and len(sent) > 1:
-                    tpot_err.append(r.tpot * 1000 - (sent[-1] - sent[0]) / (r.tokens - 1))
-            t, p = summarize(ttft_err), summarize(tpot_err)
-            print(f"  concurrency {concurrency:>3}: {len(ttft_err)} requests; TTFT error p50 {t.get('p50', 0):.3f} ms "
-                  f"p99 {t.get('p99', 0):.3f} ms; TPOT error p50 {p.get('p50', 0):.4f} ms p99 {p.get('p99', 0):.4f} ms")
-    print("  (TTFT error includes loopback transfer and the client's own scheduling delay)")
+            outcome = benchctl_point(url, concurrency, seconds, 32)
+            samples: list[Sample] = [
+                (r.ttft * 1000, r.tpot * 1000 if r.tpot is not None else None, r.tokens,
+                 r.server_truth["chunk_sent_ms"])
+                for r in outcome.results
+                if r.ok and r.ttft is not None and r.server_truth and r.server_truth.get("chunk_sent_ms")]
+            rows.append((concurrency, "benchctl", *errors_ms(samples)))
+    if guidellm is not None:
+        truth_log = guidellm.workdir / "truth.jsonl"
+        with simulator(*flags, truth_log=truth_log) as url:
+            benches = guidellm.run(url, [1, 16, 64], seconds, 32)
+        truth = {}
+        for line in truth_log.read_text().splitlines() if truth_log.exists() else []:
+            chunk = json.loads(line)
+            truth[chunk["id"]] = chunk["llmsim"]["chunk_sent_ms"]
+        for bench in benches:
+            done = bench["requests"]["successful"]
+            samples = [(r["time_to_first_token_ms"], r["inter_token_latency_ms"], r["output_tokens"] or 0,
+                        truth[r["response_id"]]) for r in done if r.get("response_id") in truth]
+            if len(samples) < len(done):
+                print(f"  GuideLLM c={streams_of(bench)}: {len(done) - len(samples)} of {len(done)} requests had no "
+                      "matching server truth (left out)")
+            rows.append((streams_of(bench), "GuideLLM", *errors_ms(samples)))
+    print("  concurrency  client    requests  TTFT err p50     p99  TPOT err p50      p99  (ms)")
+    for concurrency, name, t, p, n in sorted(rows, key=lambda row: (row[0], row[1] != "benchctl")):
+        print(f"  {concurrency:>11}  {name:<8}  {n:>8}  {t.get('p50', 0):12.3f} {t.get('p99', 0):7.3f}  "
+              f"{p.get('p50', 0):12.4f} {p.get('p99', 0):8.4f}")
+    print("  (TTFT error includes loopback transfer and the client's own scheduling delay;\n"
+          "   GuideLLM's TPOT is its inter_token_latency_ms, (last - first token) / (n - 1) like benchctl's)")
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--guidellm", type=Path, default=DEFAULT_GUIDELLM,
+                        help="the guidellm executable (default: .venv-guidellm/bin/guidellm)")
+    parser.add_argument("--no-guidellm", action="store_true", help="measure benchctl only")
+    parser.add_argument("--processor", type=Path, help="tokenizer dir for GuideLLM (default: built with make_tiny_llm)")
     args = parser.parse_args()
-    capacity(args.seconds)
-    accuracy(args.seconds)
+    with tempfile.TemporaryDirectory(prefix="bench-llm-client-") as tmp:
+        guidellm = None
+        if args.no_guidellm:
+            pass
+        elif args.guidellm.is_file() and os.access(args.guidellm, os.X_OK):
+            guidellm = GuideLLM(args.guidellm.resolve(), Path(tmp), args.processor)
+        else:
+            print(f"note: no GuideLLM at {args.guidellm}: measuring benchctl only "
+                  "(install it with scripts/setup-guidellm.sh, or pass --guidellm PATH)")
+        capacity(args.seconds, guidellm)
+        accuracy(args.seconds, guidellm)
     return 0
 
 

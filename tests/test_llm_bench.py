@@ -15,7 +15,8 @@ import orjson
 import pytest
 
 from benchctl.app import App
-from benchctl.bench.llm import LlmConfig, arrival_offsets, point_metrics, prompt_text, run_point
+from benchctl.bench.llm import LlmConfig, arrival_offsets, point_metrics, run_point
+from benchctl.bench.llm_prompts import prompt_text
 from benchctl.bench.llm_stream import OllamaStream, OpenAIStream, RequestResult
 from benchctl.llmsim import SimConfig, running
 
@@ -130,7 +131,7 @@ def test_arrival_schedules() -> None:
 
 
 def test_prompts_have_unique_prefixes() -> None:
-    assert prompt_text(3, 5).split()[0] == "req3" and len(prompt_text(3, 5).split()) == 5
+    assert prompt_text(3, 5).split()[0] == "req0000003" and len(prompt_text(3, 5).split()) == 5
     assert prompt_text(3, 5) != prompt_text(4, 5)
 
 

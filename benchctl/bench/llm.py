@@ -18,15 +18,13 @@ from typing import Any
 
 import aiohttp
 
+from benchctl.bench import llm_prompts
 from benchctl.bench.llm_stream import RequestResult, make_parser
 from benchctl.bench.stats import summarize
 
 BACKENDS = ("openai", "openai-chat", "ollama", "ollama-chat")
 PATHS = {"openai": "/v1/completions", "openai-chat": "/v1/chat/completions", "ollama": "/api/generate",
          "ollama-chat": "/api/chat"}
-_WORDS = ("alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel", "india", "juliet", "kilo",
-          "lima", "mike", "november", "oscar", "papa", "quebec", "romeo", "sierra", "tango", "uniform", "victor",
-          "whiskey", "xray", "yankee", "zulu")
 
 
 @dataclass
@@ -47,6 +45,14 @@ class LlmConfig:
     timeout: float = 600.0
     max_error_rate: float = 1.0
     slo: dict[str, float] = field(default_factory=dict)  # ttft / tpot / e2el in ms
+    prompts: str = ""  # JSONL / ShareGPT file; "" = synthetic prompts
+    prompt_words: int = 0  # synthetic prompt length in words after calibration (0 = input_tokens)
+    prompt_pad: int = 0  # + one-letter words to hit the token count exactly
+    loaded_prompts: list[llm_prompts.Prompt] = field(default_factory=list, repr=False)
+
+    def record(self) -> dict[str, Any]:
+        """The configuration as stored in run.json (the prompts themselves stay in the file)."""
+        return {k: v for k, v in vars(self).items() if k != "loaded_prompts"}
 
 
 def arrival_offsets(n: int, rate: float, arrival: str, burstiness: float, seed: int) -> list[float]:
@@ -64,25 +70,15 @@ def arrival_offsets(n: int, rate: float, arrival: str, burstiness: float, seed: 
     return out
 
 
-def prompt_text(index: int, tokens: int) -> str:
-    """~``tokens`` words; a unique prefix per request so prefix caching cannot serve it."""
-    words = [f"req{index}"] + [_WORDS[(index + i) % len(_WORDS)] for i in range(max(0, tokens - 1))]
-    return " ".join(words)
-
-
 def request_body(cfg: LlmConfig, index: int) -> dict[str, Any]:
-    text = prompt_text(index, cfg.input_tokens)
-    n = cfg.output_tokens
-    if cfg.backend == "openai":
-        return {"model": cfg.model, "prompt": text, "max_tokens": n, "min_tokens": n, "ignore_eos": True,
-                "stream": True, "stream_options": {"include_usage": True}}
-    if cfg.backend == "openai-chat":
-        return {"model": cfg.model, "messages": [{"role": "user", "content": text}], "max_completion_tokens": n,
-                "min_tokens": n, "ignore_eos": True, "stream": True, "stream_options": {"include_usage": True}}
-    options = {"num_predict": n}
-    if cfg.backend == "ollama":
-        return {"model": cfg.model, "prompt": text, "stream": True, "options": options}
-    return {"model": cfg.model, "messages": [{"role": "user", "content": text}], "stream": True, "options": options}
+    """Request ``index``: the next file prompt (cycled), or a synthetic one of the calibrated size."""
+    if cfg.loaded_prompts:
+        prompt = cfg.loaded_prompts[index % len(cfg.loaded_prompts)]
+        # A file prompt's own output length is a target the model may end before (no forced length).
+        return llm_prompts.request_body(cfg.backend, cfg.model, prompt.messages,
+                                        prompt.output_tokens or cfg.output_tokens, exact=prompt.output_tokens is None)
+    text = llm_prompts.prompt_text(index, cfg.prompt_words or cfg.input_tokens, cfg.prompt_pad)
+    return llm_prompts.request_body(cfg.backend, cfg.model, (("user", text),), cfg.output_tokens)
 
 
 async def one_request(session: aiohttp.ClientSession, url: str, cfg: LlmConfig, result: RequestResult) -> None:

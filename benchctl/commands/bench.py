@@ -54,7 +54,10 @@ LLM_OPTIONS: tuple[OptSpec, ...] = (
     OptSpec("--requests", ArgKind.INT, "requests per point (default: run for --duration)", metavar="N"),
     OptSpec("--duration", ArgKind.TEXT, "seconds per point (default 30)", metavar="S"),
     OptSpec("--warmup", ArgKind.INT, "first requests excluded from the metrics (default 0)", metavar="N"),
-    OptSpec("--input-tokens", ArgKind.INT, "prompt length in words (default 128)", metavar="N"),
+    OptSpec("--input-tokens", ArgKind.INT, "prompt tokens (sized with the server's tokenizer where it has "
+            "/tokenize, else words; default 128)", metavar="N"),
+    OptSpec("--prompts", ArgKind.PATH, "prompts from a JSONL or ShareGPT file instead of synthetic ones",
+            metavar="FILE"),
     OptSpec("--output-tokens", ArgKind.INT, "tokens to generate (default 128)", metavar="N"),
     OptSpec("--seed", ArgKind.INT, "seed of the arrival schedule (default 42)", metavar="SEED"),
     OptSpec("--max-error-rate", ArgKind.TEXT, "stop a point when more than this fraction fails (default 1)",

@@ -63,7 +63,43 @@ def config_from_args(args: ParsedArgs, backend: str, model: str) -> LlmConfig:
         cfg.slo = _slo(args.get("slo"))
     if cfg.output_tokens < 1 or cfg.input_tokens < 1:
         raise CommandError("bench: --input-tokens and --output-tokens must be at least 1")
+    if args.get("prompts"):
+        from benchctl.bench.llm_prompts import PromptError, load_prompts
+
+        path = Path(args.get("prompts")).expanduser()
+        try:
+            cfg.loaded_prompts = load_prompts(path)
+        except PromptError as exc:
+            raise CommandError(f"bench: {exc}") from None
+        cfg.prompts = str(path)
     return cfg
+
+
+def size_prompts(app: App, url: str, cfg: LlmConfig) -> None:
+    """Synthetic prompts of --input-tokens tokens by the server's tokenizer; warn when they cannot fit."""
+    from benchctl.bench.llm_prompts import calibrate
+
+    if cfg.loaded_prompts:
+        app.ui.info(f"prompts: {len(cfg.loaded_prompts)} from {cfg.prompts}")
+        return
+    cal = asyncio.run(calibrate(url, cfg.backend, cfg.model, cfg.input_tokens))
+    cfg.prompt_words, cfg.prompt_pad = cal.words, cal.pad
+    app.ui.info(f"prompts: {cfg.input_tokens} tokens each ({cal.note})")
+    if cal.max_model_len and (cal.tokens or cfg.input_tokens) + cfg.output_tokens > cal.max_model_len:
+        app.ui.warn(f"--input-tokens {cfg.input_tokens} + --output-tokens {cfg.output_tokens} exceed the model's "
+                    f"context ({cal.max_model_len} tokens): the server will refuse these requests")
+
+
+def top_error(results: list[Any]) -> str:
+    """The commonest failure of a point, for the one-line summary: '20x http_400: <message>'."""
+    from collections import Counter
+
+    failed = [r for r in results if not r.ok]
+    if not failed:
+        return ""
+    kind, n = Counter(r.error_type for r in failed).most_common(1)[0]
+    message = next(r.error for r in failed if r.error_type == kind)
+    return f"{n}x {kind}: {' '.join(message.split())[:160]}"
 
 
 def scrape(url: str) -> dict[str, float]:
@@ -85,11 +121,24 @@ def scrape(url: str) -> dict[str, float]:
     return out
 
 
+def served_model(url: str, wanted: str) -> str:
+    """The model name to send: ``wanted`` if the server lists it, else the one it serves (a vLLM started with
+    --served-model-name answers to that name only), else ``wanted``."""
+    from benchctl.services.base import http_get
+    from benchctl.services.vllm import served_models
+
+    status, body = http_get(url + "/v1/models")
+    ids = served_models(body) if status == 200 else []
+    return wanted if (wanted in ids or not ids) else ids[0]
+
+
 def metric_deltas(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
     """Counter deltas (``*_total``, ``*_count``, ``*_sum``) and final gauge values."""
     out = {}
     for key, value in after.items():
         name = key.split("{", 1)[0]
+        if name.startswith(("python_gc_", "process_")):  # the exporter's own runtime, not the server's work
+            continue
         if name.endswith(("_total", "_count", "_sum")):
             out[key] = value - before.get(key, 0.0)
         elif "_bucket" not in name:
@@ -116,8 +165,11 @@ def run_llm(app: App, args: ParsedArgs, target: str) -> None:
         url, record = job_endpoint(app, target)
         backend = args.get("backend") or DEFAULT_BACKEND.get(target, "openai")
         model = args.get("model") or record.get("model") or "sim"
+        if target == "vllm" and not args.get("model"):
+            model = served_model(url, model)
     cfg = config_from_args(args, backend, model)
     writer = RunWriter(app.home, "llm", record["name"])
+    size_prompts(app, url, cfg)
     before = scrape(url)
     points: list[dict[str, Any]] = []
     sweep = [(c, r) for r in cfg.rate for c in cfg.concurrency[:1]] if cfg.rate else [
@@ -141,6 +193,8 @@ def run_llm(app: App, args: ParsedArgs, target: str) -> None:
         if not quiet:
             app.ui.text(f"  {label}: {metrics['completed']} ok, {metrics['failed']} failed, "
                         f"{metrics['request_throughput']:.1f} req/s")
+        if metrics["failed"]:
+            app.ui.warn(f"{label}: {top_error(outcome.results)}")
         warning = client_limited(metrics)
         if warning:
             app.ui.warn(f"{label}: {warning}")
@@ -148,7 +202,7 @@ def run_llm(app: App, args: ParsedArgs, target: str) -> None:
             app.ui.warn(f"{label}: stopped early: {metrics['client_health']['stopped_early']}")
     server = metric_deltas(before, scrape(url)) if before else {}
     totals = {"errors": sum((sum(p["errors"].values()) for p in points), 0)}
-    envelope = writer.envelope(service=record, config=vars(cfg), metrics={"server_metrics": server, **totals},
+    envelope = writer.envelope(service=record, config=cfg.record(), metrics={"server_metrics": server, **totals},
                                points=points, client_health={"points": [p["client_health"] for p in points]},
                                errors={k: sum(p["errors"].get(k, 0) for p in points)
                                        for k in {k for p in points for k in p["errors"]}})

@@ -13,12 +13,14 @@ variable of the submitting shell, which the job reads at run time.
 
 from __future__ import annotations
 
+import json
 import shlex
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
-from benchctl.services.base import SlurmServer
+from benchctl.jobs import Job
+from benchctl.services.base import SlurmServer, http_get
 from benchctl.services.options import Option
 from benchctl.services.qdrant import EnvNameOption, valid_env_name
 from benchctl.templates import TemplateError
@@ -50,6 +52,16 @@ def split_extra_args(text: str) -> list[str]:
             raise TemplateError(f"vllm --extra-args: {word.split('=', 1)[0]} is set by benchctl; use the vllm "
                                 f"option instead (--model, --port, --tp, --pp, --max-model-len)")
     return words
+
+
+def served_models(body: str) -> list[str]:
+    """Model ids in a ``GET /v1/models`` answer (OpenAI list shape); [] for anything else."""
+    try:
+        data = json.loads(body).get("data")
+    except (ValueError, AttributeError):
+        return []
+    return [m["id"] for m in data if isinstance(m, dict) and isinstance(m.get("id"), str)] if isinstance(
+        data, list) else []
 
 
 class Vllm(SlurmServer):
@@ -91,6 +103,14 @@ class Vllm(SlurmServer):
                                 allow_zero=True)
         return job
 
+    def probe(self, job: Job) -> bool:
+        """Ready = ``/health`` answers 200 (engine up) AND ``/v1/models`` lists a model (the API serves it)."""
+        ep = self.endpoint(job)
+        if ep is None or http_get(ep.url + self.health_path)[0] != 200:
+            return False
+        status, body = http_get(ep.url + "/v1/models")
+        return status == 200 and bool(served_models(body))
+
     def template_values(self, values: Mapping[str, Any], run_dir: Path) -> dict[str, Any]:
         model = str(values.get("model") or "").strip()
         if not model:
@@ -126,4 +146,4 @@ class Vllm(SlurmServer):
         }
 
 
-__all__ = ["MANAGED_FLAGS", "Vllm", "split_extra_args"]
+__all__ = ["MANAGED_FLAGS", "Vllm", "served_models", "split_extra_args"]
