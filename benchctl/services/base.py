@@ -247,10 +247,7 @@ class SlurmServer(ABC):
         return text
 
     def last_error_line(self, job: Job) -> str:
-        for line in reversed(logparse.tail(Path(job.err_path), 20) if job.err_path else []):
-            if line.strip():
-                return line.strip()
-        return ""
+        return logparse.last_error(logparse.tail(Path(job.err_path), 200)) if job.err_path else ""
 
     def log_info(self, job: Job) -> logparse.LogInfo:
         return logparse.parse_files(Path(job.out_path) if job.out_path else None,

@@ -125,3 +125,23 @@ def tail(path: Path, n: int) -> list[str]:
     if block < size and lines:
         lines = lines[1:]  # the first line is probably cut
     return lines[-n:]
+
+
+# A Python exception line ("ValueError: …", "vllm.x.EngineDeadError: …"), possibly behind a log prefix.
+_EXC_RE = re.compile(r"(?:^|\s)((?:[A-Za-z_][\w.]*\.)?[A-Z]\w*(?:Error|Exception): .*)$")
+# Wrapper exceptions that only point elsewhere: the cause is the exception before them.
+_POINTER_RE = re.compile(r"root cause above|see above|see the (?:error|log)s? above", re.IGNORECASE)
+
+
+def last_error(lines: list[str]) -> str:
+    """The line that explains a failure: the last non-blank line, except when that is an exception that only
+    points "above" (vLLM: "Engine core initialization failed. See root cause above"): then the exception
+    before it is the cause, and comes first."""
+    cleaned = [_ANSI_RE.sub("", line).strip() for line in lines]
+    last = next((line for line in reversed(cleaned) if line), "")
+    if _POINTER_RE.search(last) and _EXC_RE.search(last):
+        errors = [m.group(1).strip() for line in cleaned[:-1] if (m := _EXC_RE.search(line))]
+        causes = [e for e in errors if not _POINTER_RE.search(e)]
+        if causes:
+            return f"{causes[-1]} (then {last})"
+    return last

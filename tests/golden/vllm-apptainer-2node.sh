@@ -100,7 +100,8 @@ done
 NNODES=${SLURM_NNODES:-2}
 HEAD=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)
 [ -n "$HEAD" ] || { echo "benchctl: cannot list the job's nodes (scontrol show hostnames)" >&2; exit 1; }
-if [ "$(hostname -s)" = "${HEAD%%.*}" ] && [ -n "$BENCHCTL_IP" ]; then
+# The batch script runs on the first node: the head (Slurm's node name, which may differ from hostname).
+if [ "${SLURMD_NODENAME:-$(hostname -s)}" = "${HEAD%%.*}" ] && [ -n "$BENCHCTL_IP" ]; then
   HEAD_IP=$BENCHCTL_IP
 else
   HEAD_IP=$(getent hosts "$HEAD" | awk '{print $1; exit}')
