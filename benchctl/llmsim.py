@@ -32,8 +32,14 @@ Model of a request:
   ``--disconnect-rate`` closes the connection after a random number (>= 1) of chunks, before the end of
   the stream (no ``[DONE]``, no final object; the HTTP chunked body is cut). Both draw from ``--seed``.
 * **Truth.** The final usage chunk (``include_usage``), the non-streamed response and Ollama's final object
-  carry an extra ``llmsim`` object: arrival time (Unix s), queue time, the scheduled first-token time and
-  every token's scheduled time, and the chunks' actual send times, all in ms relative to arrival.
+  carry an extra ``llmsim`` object: arrival time (Unix s, and ``arrival_monotonic`` on CLOCK_MONOTONIC, which
+  a client on the same host can compare with its own ``time.perf_counter()``), queue time, the scheduled
+  first-token time and every token's scheduled time, and the chunks' actual send times, all in ms relative
+  to arrival. Arrival is stamped when the request's first bytes reach the process (``data_received``, before
+  aiohttp parses them), a send time when the chunk has been handed to the kernel: the server's own work,
+  queueing included, is inside the truth, not outside it.
+* **Clock.** Every stamp and deadline uses ``time.monotonic()``, not ``loop.time()``: uvloop's loop clock is
+  cached per iteration with millisecond resolution.
 """
 
 from __future__ import annotations
@@ -47,12 +53,17 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import IO, Any
 
+import orjson
 from aiohttp import web
+
+from benchctl import aio
+
+CLOCK = time.monotonic  # = perf_counter's clock on Linux; precise under uvloop too (see the docstring)
 
 # vLLM's bucket bounds (vllm/v1/metrics/loggers.py), in seconds.
 TTFT_BUCKETS = (0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
@@ -79,6 +90,7 @@ class SimConfig:
     error_rate: float = 0.0
     disconnect_rate: float = 0.0
     seed: int | None = None
+    truth_log: str = ""  # also append every finished request's truth ({"id", "llmsim"}) to this JSONL file
 
     def __post_init__(self) -> None:
         if self.ttft_ms < 0 or self.itl_ms < 0:
@@ -227,7 +239,8 @@ class Plan:
         def rel(t: float) -> float:
             return round((t - self.arrival) * 1000.0, 3)
 
-        return {"arrival_unix": self.arrival_unix, "queue_ms": rel(self.start),
+        return {"arrival_unix": self.arrival_unix, "arrival_monotonic": round(self.arrival, 6),
+                "queue_ms": rel(self.start),
                 "scheduled_first_token_ms": rel(self.token_due(cfg, 0)),
                 "scheduled_token_ms": [rel(self.token_due(cfg, i)) for i in range(self.output_tokens)],
                 "chunk_sent_ms": [rel(t) for t in self.sent], "tokens_per_chunk": cfg.tokens_per_chunk,
@@ -238,6 +251,36 @@ class Disconnect(Exception):
     """The stream is to be cut here (``--disconnect-rate``)."""
 
 
+class _Arrivals(web.RequestHandler):
+    """aiohttp's per-connection protocol, plus the moment a request's first bytes reached this process
+    (``data_received``, before aiohttp parses them): the arrival the truth is measured from. A busy server
+    parses and starts the handler a few ms later; that delay is the server's, not the client's."""
+
+    arrived: float | None = None
+
+    def data_received(self, data: bytes) -> None:
+        if self.arrived is None:
+            self.arrived = CLOCK()
+        super().data_received(data)
+
+
+class _StampingServer(web.Server):
+    def __call__(self) -> web.RequestHandler:
+        # web.Server.__call__ builds a RequestHandler from these same (private) fields.
+        return _Arrivals(self, loop=self._loop, **self._kwargs)
+
+
+def arrival_of(request: web.BaseRequest) -> float:
+    """When the request's bytes arrived (see _Arrivals); the stamp is consumed so the next request on this
+    keep-alive connection gets its own. Called once the whole body has been read (else its last bytes would
+    stamp the next request too early)."""
+    proto = request.protocol
+    stamp = getattr(proto, "arrived", None)
+    if isinstance(proto, _Arrivals):
+        proto.arrived = None
+    return stamp if stamp is not None else CLOCK()
+
+
 class Simulator:
     def __init__(self, cfg: SimConfig) -> None:
         self.cfg = cfg
@@ -245,28 +288,48 @@ class Simulator:
         self.rng = random.Random(cfg.seed)
         self.slots: asyncio.Semaphore | None = None  # created on the serving loop
         self.created = int(time.time())
+        self._truth_log: IO[str] | None = None
+
+    def truth(self, plan: Plan, rid: str) -> dict[str, Any]:
+        """The request's truth, for its final chunk and (with --truth-log) the log a client is compared to."""
+        truth = plan.truth(self.cfg)
+        if self.cfg.truth_log:
+            if self._truth_log is None:
+                self._truth_log = open(self.cfg.truth_log, "a", buffering=1, encoding="utf-8")  # noqa: SIM115
+            self._truth_log.write(json.dumps({"id": rid, "llmsim": truth}, separators=(",", ":")) + "\n")
+        return truth
 
     # ---- app -------------------------------------------------------------------------------------
-    def app(self) -> web.Application:
-        app = web.Application()
-        app.router.add_get("/health", self.health)
-        app.router.add_get("/v1/models", self.models)
-        app.router.add_get("/metrics", self.prometheus)
-        app.router.add_get("/api/tags", self.tags)
-        app.router.add_get("/api/version", self.version)
-        app.router.add_post("/v1/completions", self.completions)
-        app.router.add_post("/v1/chat/completions", self.chat_completions)
-        app.router.add_post("/api/generate", self.ollama_generate)
-        app.router.add_post("/api/chat", self.ollama_chat)
-        return app
+    def routes(self) -> dict[tuple[str, str], Callable[[web.BaseRequest, float], Awaitable[web.StreamResponse]]]:
+        return {("GET", "/health"): self.health, ("GET", "/v1/models"): self.models,
+                ("GET", "/metrics"): self.prometheus, ("GET", "/api/tags"): self.tags,
+                ("GET", "/api/version"): self.version, ("POST", "/v1/completions"): self.completions,
+                ("POST", "/v1/chat/completions"): self.chat_completions,
+                ("POST", "/api/generate"): self.ollama_generate, ("POST", "/api/chat"): self.ollama_chat}
 
-    async def health(self, request: web.Request) -> web.Response:
+    def server(self) -> web.Server:
+        """aiohttp's low-level server (no Application: routing is one dict lookup) with arrival stamps."""
+        routes = self.routes()
+        paths = {path for _, path in routes}
+
+        async def dispatch(request: web.BaseRequest) -> web.StreamResponse:
+            await request.read()  # the whole request is here: its arrival stamp is taken, and consumed
+            arrival = arrival_of(request)
+            handler = routes.get((request.method, request.path))
+            if handler is None:
+                status = 405 if request.path in paths else 404
+                return web.json_response({"error": f"{request.method} {request.path}: not here"}, status=status)
+            return await handler(request, arrival)
+
+        return _StampingServer(dispatch, access_log=None)
+
+    async def health(self, request: web.BaseRequest, arrival: float) -> web.Response:
         return web.Response(status=200)
 
-    async def version(self, request: web.Request) -> web.Response:
+    async def version(self, request: web.BaseRequest, arrival: float) -> web.Response:
         return web.json_response({"version": "0.0.0-llmsim"})
 
-    async def models(self, request: web.Request) -> web.Response:
+    async def models(self, request: web.BaseRequest, arrival: float) -> web.Response:
         return web.json_response({"object": "list", "data": [
             {"id": self.cfg.model, "object": "model", "created": self.created, "owned_by": "llmsim",
              "root": self.cfg.model, "parent": None, "max_model_len": None}]})
@@ -275,19 +338,19 @@ class Simulator:
         name = self.cfg.model
         return name if ":" in name.rsplit("/", 1)[-1] else f"{name}:latest"
 
-    async def tags(self, request: web.Request) -> web.Response:
+    async def tags(self, request: web.BaseRequest, arrival: float) -> web.Response:
         name = self.ollama_name()
         return web.json_response({"models": [
             {"name": name, "model": name, "modified_at": "1970-01-01T00:00:00Z", "size": 0,
              "digest": "0" * 64, "details": {"format": "llmsim", "family": "llmsim", "parameter_size": "0",
                                              "quantization_level": "none"}}]})
 
-    async def prometheus(self, request: web.Request) -> web.Response:
+    async def prometheus(self, request: web.BaseRequest, arrival: float) -> web.Response:
         return web.Response(text=self.metrics.render(self.cfg.model), content_type="text/plain",
                             charset="utf-8", headers={"X-Content-Type-Options": "nosniff"})
 
     # ---- common request handling -------------------------------------------------------------------
-    async def read_body(self, request: web.Request) -> dict[str, Any]:
+    async def read_body(self, request: web.BaseRequest) -> dict[str, Any]:
         try:
             body = await request.json()
         except ValueError:
@@ -299,21 +362,20 @@ class Simulator:
             raise BadRequest(f"The model `{model}` does not exist.", status=404)
         return body
 
-    def plan(self, prompt_tokens: int, max_tokens: int | None, min_tokens: int | None) -> Plan:
+    def plan(self, arrival: float, prompt_tokens: int, max_tokens: int | None, min_tokens: int | None) -> Plan:
         if max_tokens is not None and min_tokens is not None and min_tokens > max_tokens:
             raise BadRequest(f"min_tokens ({min_tokens}) must be <= max_tokens ({max_tokens})")
         if max_tokens is not None:
             n, reason = max_tokens, "length"
         else:
             n, reason = max(self.cfg.output_tokens, min_tokens or 0), "stop"
-        loop = asyncio.get_running_loop()
         fail = self.rng.random() < self.cfg.error_rate
         n_chunks = -(-n // self.cfg.tokens_per_chunk)
         cut = None
         if not fail and self.rng.random() < self.cfg.disconnect_rate:
             cut = self.rng.randint(1, max(1, n_chunks - 1)) if n_chunks > 1 else 1
-        return Plan(arrival=loop.time(), arrival_unix=time.time(), prompt_tokens=prompt_tokens, output_tokens=n,
-                    finish_reason=reason, fail=fail, cut_after=cut)
+        return Plan(arrival=arrival, arrival_unix=time.time() - (CLOCK() - arrival), prompt_tokens=prompt_tokens,
+                    output_tokens=n, finish_reason=reason, fail=fail, cut_after=cut)
 
     def injected_error(self) -> web.Response:
         self.metrics.errors += 1
@@ -331,7 +393,6 @@ class Simulator:
         cfg, m = self.cfg, self.metrics
         if self.slots is None:
             self.slots = asyncio.Semaphore(cfg.max_concurrency)
-        loop = asyncio.get_running_loop()
         m.waiting += 1
         try:
             await self.slots.acquire()
@@ -339,24 +400,24 @@ class Simulator:
             m.waiting -= 1
         m.running += 1
         m.prompt_tokens += plan.prompt_tokens
-        plan.start = loop.time()
+        plan.start = CLOCK()
         m.queue.observe(plan.start - plan.arrival)
         try:
             previous = None
             for index, (first, end) in enumerate(plan.chunks(cfg)):
                 due = plan.token_due(cfg, end - 1)
-                delay = due - loop.time()
+                delay = due - CLOCK()
                 if delay > 0:
                     await asyncio.sleep(delay)
                 if plan.cut_after is not None and index >= plan.cut_after:
                     m.disconnects += 1
                     raise Disconnect
-                now = loop.time()
                 try:
                     await emit(first, end)
                 except (ConnectionError, RuntimeError):
                     m.aborted += 1
                     return False
+                now = CLOCK()  # handed to the kernel
                 plan.sent.append(now)
                 m.generation_tokens += end - first
                 if previous is None:
@@ -371,11 +432,11 @@ class Simulator:
             m.running -= 1
             self.slots.release()
         m.success[plan.finish_reason] = m.success.get(plan.finish_reason, 0) + 1
-        m.e2e.observe(loop.time() - plan.arrival)
+        m.e2e.observe(CLOCK() - plan.arrival)
         return True
 
     @staticmethod
-    def cut(request: web.Request, resp: web.StreamResponse) -> web.StreamResponse:
+    def cut(request: web.BaseRequest, resp: web.StreamResponse) -> web.StreamResponse:
         """Close the connection mid-body: the client sees the chunked body end without its terminator."""
         if request.transport is not None:
             request.transport.close()
@@ -383,13 +444,13 @@ class Simulator:
         return resp
 
     # ---- OpenAI ----------------------------------------------------------------------------------
-    async def completions(self, request: web.Request) -> web.StreamResponse:
-        return await self.openai(request, chat=False)
+    async def completions(self, request: web.BaseRequest, arrival: float) -> web.StreamResponse:
+        return await self.openai(request, arrival, chat=False)
 
-    async def chat_completions(self, request: web.Request) -> web.StreamResponse:
-        return await self.openai(request, chat=True)
+    async def chat_completions(self, request: web.BaseRequest, arrival: float) -> web.StreamResponse:
+        return await self.openai(request, arrival, chat=True)
 
-    async def openai(self, request: web.Request, *, chat: bool) -> web.StreamResponse:
+    async def openai(self, request: web.BaseRequest, arrival: float, *, chat: bool) -> web.StreamResponse:
         try:
             body = await self.read_body(request)
             if chat:
@@ -400,7 +461,7 @@ class Simulator:
                     raise BadRequest("'prompt' is required")
                 prompt_tokens = count_words(body.get("prompt"))
                 max_tokens = positive_int(body, "max_tokens")
-            plan = self.plan(prompt_tokens, max_tokens, positive_int(body, "min_tokens"))
+            plan = self.plan(arrival, prompt_tokens, max_tokens, positive_int(body, "min_tokens"))
         except BadRequest as exc:
             return web.json_response({"object": "error", "message": str(exc), "type": "BadRequestError",
                                       "param": None, "code": exc.status}, status=exc.status)
@@ -434,7 +495,7 @@ class Simulator:
                 choice["text"] = text
             return web.json_response({"id": rid, "object": "chat.completion" if chat else "text_completion",
                                       "created": created, "model": cfg.model, "choices": [choice],
-                                      "usage": usage(plan.output_tokens), "llmsim": plan.truth(cfg)})
+                                      "usage": usage(plan.output_tokens), "llmsim": self.truth(plan, rid)})
 
         opts = body.get("stream_options") or {}
         include_usage = bool(opts.get("include_usage")) if isinstance(opts, dict) else False
@@ -444,7 +505,7 @@ class Simulator:
         await resp.prepare(request)
 
         def event(payload: dict[str, Any]) -> bytes:
-            return b"data: " + json.dumps(payload, separators=(",", ":")).encode() + b"\n\n"
+            return b"data: " + orjson.dumps(payload) + b"\n\n"
 
         def chunk(choice: dict[str, Any], done_tokens: int) -> bytes:
             payload: dict[str, Any] = {"id": rid, "object": obj, "created": created, "model": cfg.model,
@@ -477,7 +538,7 @@ class Simulator:
             if include_usage:
                 await resp.write(event({"id": rid, "object": obj, "created": created, "model": cfg.model,
                                         "choices": [], "usage": usage(plan.output_tokens),
-                                        "llmsim": plan.truth(cfg)}))
+                                        "llmsim": self.truth(plan, rid)}))
             await resp.write(b"data: [DONE]\n\n")
             await resp.write_eof()
         except (ConnectionError, RuntimeError):
@@ -485,13 +546,13 @@ class Simulator:
         return resp
 
     # ---- Ollama ----------------------------------------------------------------------------------
-    async def ollama_generate(self, request: web.Request) -> web.StreamResponse:
-        return await self.ollama(request, chat=False)
+    async def ollama_generate(self, request: web.BaseRequest, arrival: float) -> web.StreamResponse:
+        return await self.ollama(request, arrival, chat=False)
 
-    async def ollama_chat(self, request: web.Request) -> web.StreamResponse:
-        return await self.ollama(request, chat=True)
+    async def ollama_chat(self, request: web.BaseRequest, arrival: float) -> web.StreamResponse:
+        return await self.ollama(request, arrival, chat=True)
 
-    async def ollama(self, request: web.Request, *, chat: bool) -> web.StreamResponse:
+    async def ollama(self, request: web.BaseRequest, arrival: float, *, chat: bool) -> web.StreamResponse:
         try:
             body = await self.read_body(request)
             prompt_tokens = count_messages(body.get("messages")) if chat else count_words(body.get("prompt"))
@@ -499,7 +560,7 @@ class Simulator:
             num_predict = options.get("num_predict") if isinstance(options, dict) else None
             max_tokens = positive_int({"num_predict": num_predict}, "num_predict") if num_predict not in (
                 None, -1, -2) else None
-            plan = self.plan(prompt_tokens, max_tokens, None)
+            plan = self.plan(arrival, prompt_tokens, max_tokens, None)
         except BadRequest as exc:
             return web.json_response({"error": str(exc)}, status=exc.status)
         if plan.fail:
@@ -530,7 +591,7 @@ class Simulator:
                         "prompt_eval_count": plan.prompt_tokens,
                         "prompt_eval_duration": int((first - plan.start) * 1e9),
                         "eval_count": plan.output_tokens, "eval_duration": int((last - first) * 1e9),
-                        "llmsim": plan.truth(self.cfg)})
+                        "llmsim": self.truth(plan, "")})
             if not chat:
                 obj["context"] = []
             return obj
@@ -552,7 +613,7 @@ class Simulator:
 
         async def emit(first: int, end: int) -> None:
             text = "".join(self.text(i) for i in range(first, end))
-            await resp.write(json.dumps(piece(text, False), separators=(",", ":")).encode() + b"\n")
+            await resp.write(orjson.dumps(piece(text, False)) + b"\n")
 
         try:
             if not await self.generate(plan, emit):
@@ -560,7 +621,7 @@ class Simulator:
         except Disconnect:
             return self.cut(request, resp)
         try:
-            await resp.write(json.dumps(final(""), separators=(",", ":")).encode() + b"\n")
+            await resp.write(orjson.dumps(final("")) + b"\n")
             await resp.write_eof()
         except (ConnectionError, RuntimeError):
             self.metrics.aborted += 1
@@ -580,7 +641,7 @@ class ServerThread:
         self.sock.bind((host, 0))
         self.host, self.port = host, int(self.sock.getsockname()[1])
         self.loop = asyncio.new_event_loop()
-        self.runner: web.AppRunner | None = None
+        self.runner: web.ServerRunner | None = None
         self.thread = threading.Thread(target=self.loop.run_forever, name="llmsim", daemon=True)
 
     @property
@@ -588,7 +649,7 @@ class ServerThread:
         return f"http://{self.host}:{self.port}"
 
     async def _start(self) -> None:
-        self.runner = web.AppRunner(self.sim.app(), access_log=None)
+        self.runner = web.ServerRunner(self.sim.server())
         await self.runner.setup()
         await web.SockSite(self.runner, self.sock).start()
 
@@ -634,11 +695,14 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, SimCo
     p.add_argument("--error-rate", type=rate, default=0.0, help="fraction of requests answered HTTP 500")
     p.add_argument("--disconnect-rate", type=rate, default=0.0, help="fraction of streams cut mid-way")
     p.add_argument("--seed", type=int, default=None, help="seed of the fault draws")
+    p.add_argument("--truth-log", default="", metavar="FILE",
+                   help="append each finished request's truth (id + llmsim object) to this JSONL file")
     args = p.parse_args(argv)
     try:
         cfg = SimConfig(model=args.model, ttft_ms=args.ttft_ms, itl_ms=args.itl_ms, output_tokens=args.output_tokens,
                         tokens_per_chunk=args.tokens_per_chunk, max_concurrency=args.max_concurrency,
-                        error_rate=args.error_rate, disconnect_rate=args.disconnect_rate, seed=args.seed)
+                        error_rate=args.error_rate, disconnect_rate=args.disconnect_rate, seed=args.seed,
+                        truth_log=args.truth_log)
     except ValueError as exc:
         p.error(str(exc))
     return args, cfg
@@ -650,7 +714,7 @@ async def serve(cfg: SimConfig, host: str, port: int) -> None:
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    runner = web.AppRunner(Simulator(cfg).app(), access_log=None, shutdown_timeout=5.0)
+    runner = web.ServerRunner(Simulator(cfg).server(), shutdown_timeout=5.0)
     await runner.setup()
     await web.TCPSite(runner, host, port).start()
     print(f"llmsim: serving {cfg.model} on http://{host}:{port}", flush=True)
@@ -663,7 +727,7 @@ async def serve(cfg: SimConfig, host: str, port: int) -> None:
 def main(argv: list[str] | None = None) -> None:
     args, cfg = parse_args(argv)
     print("llmsim: settings " + ", ".join(f"{k}={v}" for k, v in vars(cfg).items()), flush=True)
-    asyncio.run(serve(cfg, args.host, args.port))
+    aio.run(serve(cfg, args.host, args.port))
     print("llmsim: stopped", flush=True)
 
 

@@ -21,7 +21,6 @@ tokenizer, built locally with scripts/make_tiny_llm.py (or given with --processo
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import socket
@@ -35,24 +34,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from benchctl import aio
 from benchctl.bench.llm import LlmConfig, PointOutcome, point_metrics, run_point
 from benchctl.bench.stats import summarize
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_GUIDELLM = ROOT / ".venv-guidellm" / "bin" / "guidellm"
-# `python -c TRUTH_SHIM LOG [llmsim flags]`: llmsim, with every final usage chunk (id + truth) also logged to LOG.
-TRUTH_SHIM = """
-import json, sys, types
-import benchctl.llmsim as sim
-log = open(sys.argv.pop(1), "a", buffering=1)
-def dumps(obj, **kw):
-    text = json.dumps(obj, **kw)
-    if isinstance(obj, dict) and "llmsim" in obj and "id" in obj:
-        log.write(text + "\\n")
-    return text
-sim.json = types.SimpleNamespace(dumps=dumps, loads=json.loads)
-sim.main(sys.argv[1:])
-"""
 Sample = tuple[float | None, float | None, int, list[float]]  # client TTFT ms, client TPOT ms, tokens, truth
 
 
@@ -67,7 +54,7 @@ def simulator(*flags: str, truth_log: Path | None = None) -> Iterator[str]:
     port = free_port()
     head = [sys.executable, "-m", "benchctl.llmsim"]
     if truth_log is not None:
-        head = [sys.executable, "-c", TRUTH_SHIM, str(truth_log)]
+        head += ["--truth-log", str(truth_log)]
     proc = subprocess.Popen([*head, "--host", "127.0.0.1", "--port", str(port), "--max-concurrency", "4096", *flags],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=dict(os.environ))
     url = f"http://127.0.0.1:{port}"
@@ -140,9 +127,23 @@ def errors_ms(samples: list[Sample]) -> tuple[dict[str, float], dict[str, float]
     return summarize(ttft), summarize(tpot), len(ttft)
 
 
+def legs_ms(outcome: PointOutcome) -> tuple[dict[str, float], dict[str, float]]:
+    """The TTFT error split in two with the simulator's absolute arrival stamp: request leg = server receives
+    start - client send stamp; response leg = client first-chunk stamp - server first-chunk hand-off."""
+    request, response = [], []
+    for r in outcome.results:
+        truth = r.server_truth or {}
+        if not (r.ok and r.ttft is not None and r.sent and truth.get("arrival_monotonic") and truth["chunk_sent_ms"]):
+            continue
+        arrival = float(truth["arrival_monotonic"])
+        request.append((arrival - r.sent) * 1000)
+        response.append((r.sent + r.ttft - arrival) * 1000 - truth["chunk_sent_ms"][0])
+    return summarize(request), summarize(response)
+
+
 def benchctl_point(url: str, concurrency: int, seconds: float, output_tokens: int) -> PointOutcome:
     cfg = LlmConfig(backend="openai", model="sim", duration=seconds, output_tokens=output_tokens, input_tokens=16)
-    return asyncio.run(run_point(url, cfg, concurrency, None))
+    return aio.run(run_point(url, cfg, concurrency, None))
 
 
 def capacity(seconds: float, guidellm: GuideLLM | None) -> None:
@@ -180,6 +181,7 @@ def accuracy(seconds: float, guidellm: GuideLLM | None) -> None:
     print("(b) client-added error vs the simulator's truth (ttft 50 ms, itl 10 ms, 32 tokens)")
     flags = ("--ttft-ms", "50", "--itl-ms", "10", "--output-tokens", "32")
     rows: list[tuple[int, str, dict[str, float], dict[str, float], int]] = []
+    legs: list[tuple[int, dict[str, float], dict[str, float]]] = []
     with simulator(*flags) as url:
         for concurrency in (1, 16, 64):
             outcome = benchctl_point(url, concurrency, seconds, 32)
@@ -189,6 +191,7 @@ def accuracy(seconds: float, guidellm: GuideLLM | None) -> None:
                 for r in outcome.results
                 if r.ok and r.ttft is not None and r.server_truth and r.server_truth.get("chunk_sent_ms")]
             rows.append((concurrency, "benchctl", *errors_ms(samples)))
+            legs.append((concurrency, *legs_ms(outcome)))
     if guidellm is not None:
         truth_log = guidellm.workdir / "truth.jsonl"
         with simulator(*flags, truth_log=truth_log) as url:
@@ -209,6 +212,11 @@ def accuracy(seconds: float, guidellm: GuideLLM | None) -> None:
     for concurrency, name, t, p, n in sorted(rows, key=lambda row: (row[0], row[1] != "benchctl")):
         print(f"  {concurrency:>11}  {name:<8}  {n:>8}  {t.get('p50', 0):12.3f} {t.get('p99', 0):7.3f}  "
               f"{p.get('p50', 0):12.4f} {p.get('p99', 0):8.4f}")
+    print("  where benchctl's TTFT error goes (one clock: CLOCK_MONOTONIC on both sides), p50 / p99 ms:")
+    for concurrency, request, response in legs:
+        print(f"  {concurrency:>11}  request leg (client stamp -> server receives) {request.get('p50', 0):6.3f} / "
+              f"{request.get('p99', 0):6.3f}; response leg (first chunk to the kernel -> client stamp) "
+              f"{response.get('p50', 0):6.3f} / {response.get('p99', 0):6.3f}")
     print("  (TTFT error includes loopback transfer and the client's own scheduling delay;\n"
           "   GuideLLM's TPOT is its inter_token_latency_ms, (last - first token) / (n - 1) like benchctl's)")
 

@@ -1,4 +1,4 @@
-"""The LLM load generator: asyncio + aiohttp, closed loop (--concurrency) or open loop (--rate with a
+"""The LLM load generator: asyncio (+ httptools, see llm_http), closed loop (--concurrency) or open loop (--rate with a
 precomputed, seeded arrival schedule), one shared connection pool, chunks timestamped on arrival.
 
 Every request is timed from its *scheduled* time too, so a client that falls behind shows up as TTFT (no
@@ -9,6 +9,7 @@ reported with the results.
 from __future__ import annotations
 
 import asyncio
+import gc
 import random
 import time
 from collections import Counter
@@ -16,12 +17,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import aiohttp
+import orjson
 
 from benchctl.bench import llm_prompts
+from benchctl.bench.llm_http import Connection, Pool, RequestFailed, Target
 from benchctl.bench.llm_stream import RequestResult, make_parser
 from benchctl.bench.stats import summarize
 
+MAX_WARM = 256  # connections opened before a point starts (an open loop's cap may be far higher)
 BACKENDS = ("openai", "openai-chat", "ollama", "ollama-chat")
 PATHS = {"openai": "/v1/completions", "openai-chat": "/v1/chat/completions", "ollama": "/api/generate",
          "ollama-chat": "/api/chat"}
@@ -81,26 +84,25 @@ def request_body(cfg: LlmConfig, index: int) -> dict[str, Any]:
     return llm_prompts.request_body(cfg.backend, cfg.model, (("user", text),), cfg.output_tokens)
 
 
-async def one_request(session: aiohttp.ClientSession, url: str, cfg: LlmConfig, result: RequestResult) -> None:
+async def one_request(pool: Pool, cfg: LlmConfig, result: RequestResult, headers: dict[str, str] | None = None,
+                      ) -> None:
     parser = make_parser(cfg.backend, result)
-    body = request_body(cfg, result.index)
-    result.sent = time.perf_counter()
+    # Encoded before the clock starts: building the request is the client's work, not the server's latency.
+    raw = pool.target.request(PATHS[cfg.backend], orjson.dumps(request_body(cfg, result.index)), headers)
+    result.sent = time.perf_counter()  # a new connection's set-up (rare: the pool is warmed) counts, as for a user
+    conn: Connection | None = None
     try:
-        async with session.post(url + PATHS[cfg.backend], json=body) as resp:
-            result.http_status = resp.status
-            if resp.status != 200:
-                text = (await resp.read())[:300].decode("utf-8", "replace")
-                result.error, result.error_type = f"HTTP {resp.status}: {text}", f"http_{resp.status}"
-            else:
-                async for data in resp.content.iter_any():
-                    parser.feed(data, time.perf_counter())
-    except asyncio.TimeoutError:
-        result.error, result.error_type = f"timeout after {cfg.timeout:g} s", "timeout"
-    except aiohttp.ClientPayloadError as exc:
-        result.error, result.error_type = f"stream cut: {exc}", "stream_cut"
-    except aiohttp.ClientError as exc:
-        result.error, result.error_type = f"{exc.__class__.__name__}: {exc}", "connection"
-    result.end = time.perf_counter()
+        conn = await pool.acquire()
+        result.http_status = status = await conn.send(raw, parser.feed, cfg.timeout)
+        if status != 200:
+            text = conn.error_body.decode("utf-8", "replace")
+            result.error, result.error_type = f"HTTP {status}: {text}", f"http_{status}"
+    except RequestFailed as exc:
+        result.error, result.error_type = str(exc), exc.kind
+    finally:
+        result.end = time.perf_counter()
+        if conn is not None:
+            pool.release(conn)
     parser.parse()
     result.finish()
 
@@ -115,11 +117,11 @@ class PointOutcome:
 
 
 async def run_point(url: str, cfg: LlmConfig, concurrency: int, rate: float | None,
-                    on_done: Callable[[RequestResult], None] | None = None) -> PointOutcome:
+                    on_done: Callable[[RequestResult], None] | None = None,
+                    headers: dict[str, str] | None = None) -> PointOutcome:
     """One sweep point: closed loop with ``concurrency`` users, or open loop at ``rate`` capped by it."""
     limit = cfg.requests + cfg.warmup if cfg.requests else 0
-    connector = aiohttp.TCPConnector(limit=max(concurrency, 1) + 8, force_close=False)
-    timeout = aiohttp.ClientTimeout(total=cfg.timeout)
+    pool = Pool(Target.parse(url))
     results: list[RequestResult] = []
     lag: list[float] = []
     stop_reason = [""]
@@ -131,8 +133,11 @@ async def run_point(url: str, cfg: LlmConfig, concurrency: int, rate: float | No
             await asyncio.sleep(0.01)
             lag.append(time.perf_counter() - t - 0.01)
 
-    async with aiohttp.ClientSession(connector=connector, timeout=timeout, trust_env=False,
-                                     read_bufsize=2 ** 20) as session:
+    await pool.warm(min(concurrency, MAX_WARM))
+    # The cyclic GC stops the loop for tens of ms once the heap holds many results: off while measuring.
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
+    try:
         mon = asyncio.create_task(monitor())
         cpu0 = time.process_time()
         t0 = time.perf_counter()
@@ -148,7 +153,7 @@ async def run_point(url: str, cfg: LlmConfig, concurrency: int, rate: float | No
         async def run_one(index: int, scheduled: float) -> None:
             r = RequestResult(index=index, scheduled=scheduled)
             results.append(r)
-            await one_request(session, url, cfg, r)
+            await one_request(pool, cfg, r, headers)
             if not r.ok and index >= cfg.warmup:
                 errors[0] += 1
                 done = len([x for x in results if x.index >= cfg.warmup and x.end])
@@ -188,6 +193,10 @@ async def run_point(url: str, cfg: LlmConfig, concurrency: int, rate: float | No
                 await asyncio.wait(tasks, timeout=cfg.grace + cfg.timeout)
         duration = time.perf_counter() - t0
         mon.cancel()
+    finally:
+        pool.close()
+        if gc_was_enabled:
+            gc.enable()
     return PointOutcome(results, duration, lag, time.process_time() - cpu0, stop_reason[0])
 
 
