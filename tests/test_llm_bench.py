@@ -203,3 +203,44 @@ def test_bench_llm_command_writes_results_and_server_metrics(app: App, tmp_path:
     assert "TTFT p50" in text and "c=2" in text
     assert not app.run_line("bench llm --url http://127.0.0.1:9 --concurrency x --model m")
     assert "--concurrency expects numbers" in app.out.getvalue()  # type: ignore[attr-defined]
+
+
+def test_api_key_comes_from_the_named_variable_and_is_never_recorded(app: App, tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    out = tmp_path / "llm.json"
+    monkeypatch.setenv("MY_LLM_KEY", "sk-secret-123")
+    with running(SimConfig(ttft_ms=1, itl_ms=1, output_tokens=4)) as sim:
+        assert app.run_line(f"bench llm --url {sim.url} --model sim --concurrency 2 --requests 4 --output-tokens 4 "
+                            f"--api-key-env MY_LLM_KEY --output {out}")
+        assert not app.run_line(f"bench llm --url {sim.url} --model sim --requests 2 --api-key-env NOT_SET_VAR")
+    text = app.out.getvalue()  # type: ignore[attr-defined]
+    assert "NOT_SET_VAR: that environment variable is not set" in text
+    run_dir = Path(text.split("results: ", 1)[1].split()[0]).parent
+    for path in [out, *run_dir.iterdir()]:
+        assert "sk-secret-123" not in path.read_text()
+    assert "sk-secret-123" not in text
+
+
+def test_live_progress_line() -> None:
+    from benchctl.commands.bench_llm import LiveProgress
+
+    class Status:
+        def __init__(self) -> None:
+            self.lines: list[str] = []
+
+        def update(self, text: str) -> None:
+            self.lines.append(text)
+
+    status = Status()
+    progress = LiveProgress(status, "concurrency 4", LlmConfig(requests=10))
+    progress.t0 -= 2.0  # two seconds in
+    good = RequestResult(index=0, scheduled=0.0, sent=0.0, chunk_times=[0.05, 0.06, 0.07], output_tokens=3, ok=True)
+    progress(good)
+    progress(RequestResult(index=1, scheduled=0.0, ok=False))
+    progress.last = 0.0  # force a redraw
+    progress(good)
+    line = status.lines[-1]
+    assert line.startswith("concurrency 4: 2 ok, 1 failed") and "req/s" in line
+    assert "TTFT p50 50.0 ms" in line and "TPOT p50 10.00 ms" in line and "3/10 requests" in line
+    timed = LiveProgress(status, "rate 2/s", LlmConfig(duration=30))
+    assert timed.text(timed.t0 + 5).endswith("5/30 s")

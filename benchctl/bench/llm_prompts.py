@@ -146,13 +146,14 @@ async def _count(session: aiohttp.ClientSession, url: str, backend: str, model: 
     return int(data["count"]), int(data.get("max_model_len") or 0)
 
 
-async def calibrate(url: str, backend: str, model: str, tokens: int) -> Calibration:
+async def calibrate(url: str, backend: str, model: str, tokens: int,
+                    headers: dict[str, str] | None = None) -> Calibration:
     """Words per synthetic prompt so the server's tokenizer counts ``tokens`` (vLLM's /tokenize), or 1:1."""
     if backend not in ("openai", "openai-chat"):
         return Calibration(tokens, note="one word per token (the server has no /tokenize)")
     timeout = aiohttp.ClientTimeout(total=10)
     try:
-        async with aiohttp.ClientSession(timeout=timeout, trust_env=False) as session:
+        async with aiohttp.ClientSession(timeout=timeout, trust_env=False, headers=headers) as session:
             words = tokens
             count, max_len = await _count(session, url, backend, model, words)
             base, _ = await _count(session, url, backend, model, 1)  # template + prefix overhead

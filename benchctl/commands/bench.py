@@ -63,6 +63,8 @@ LLM_OPTIONS: tuple[OptSpec, ...] = (
     OptSpec("--max-error-rate", ArgKind.TEXT, "stop a point when more than this fraction fails (default 1)",
             metavar="F"),
     OptSpec("--slo", ArgKind.TEXT, "goodput targets, e.g. ttft:500,tpot:50 (ms)", metavar="SPEC"),
+    OptSpec("--api-key-env", ArgKind.TEXT, "environment variable holding the server's API key (sent as a "
+            "Bearer token)", metavar="VAR"),
     OptSpec("--output", ArgKind.PATH, "also write the run JSON to FILE", metavar="FILE"),
     OptSpec("--quiet", None, "print only the summary"),
 )

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
-import asyncio
+import os
 import re
+import statistics
+import time
 import urllib.error
 import urllib.request
+from collections import deque
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rich.table import Table
 
+from benchctl import aio
 from benchctl.commands import CommandError, ParsedArgs
 
 if TYPE_CHECKING:
@@ -75,14 +79,25 @@ def config_from_args(args: ParsedArgs, backend: str, model: str) -> LlmConfig:
     return cfg
 
 
-def size_prompts(app: App, url: str, cfg: LlmConfig) -> None:
+def auth_headers(env_name: str | None) -> dict[str, str]:
+    """``Authorization: Bearer`` from the variable NAMED by --api-key-env (vLLM --api-key); the key itself
+    never reaches the command line, history, transcript or results."""
+    if not env_name:
+        return {}
+    key = os.environ.get(env_name, "")
+    if not key:
+        raise CommandError(f"bench: --api-key-env {env_name}: that environment variable is not set")
+    return {"Authorization": f"Bearer {key}"}
+
+
+def size_prompts(app: App, url: str, cfg: LlmConfig, headers: dict[str, str]) -> None:
     """Synthetic prompts of --input-tokens tokens by the server's tokenizer; warn when they cannot fit."""
     from benchctl.bench.llm_prompts import calibrate
 
     if cfg.loaded_prompts:
         app.ui.info(f"prompts: {len(cfg.loaded_prompts)} from {cfg.prompts}")
         return
-    cal = asyncio.run(calibrate(url, cfg.backend, cfg.model, cfg.input_tokens))
+    cal = aio.run(calibrate(url, cfg.backend, cfg.model, cfg.input_tokens, headers))
     cfg.prompt_words, cfg.prompt_pad = cal.words, cal.pad
     app.ui.info(f"prompts: {cfg.input_tokens} tokens each ({cal.note})")
     if cal.max_model_len and (cal.tokens or cfg.input_tokens) + cfg.output_tokens > cal.max_model_len:
@@ -156,6 +171,12 @@ def run_llm(app: App, args: ParsedArgs, target: str) -> None:
         url = args.get("url")
         if not url:
             raise CommandError("bench llm needs --url URL (and --backend, --model)")
+        from benchctl.bench.llm_http import Target
+
+        try:
+            Target.parse(url)
+        except ValueError as exc:
+            raise CommandError(f"bench llm --url: {exc} (e.g. http://127.0.0.1:8000)") from None
         record: dict[str, Any] = {"name": "llm", "endpoint": url}
         backend = args.get("backend") or "openai"
         model = args.get("model") or ""
@@ -168,8 +189,9 @@ def run_llm(app: App, args: ParsedArgs, target: str) -> None:
         if target == "vllm" and not args.get("model"):
             model = served_model(url, model)
     cfg = config_from_args(args, backend, model)
+    headers = auth_headers(args.get("api_key_env"))
     writer = RunWriter(app.home, "llm", record["name"])
-    size_prompts(app, url, cfg)
+    size_prompts(app, url, cfg, headers)
     before = scrape(url)
     points: list[dict[str, Any]] = []
     sweep = [(c, r) for r in cfg.rate for c in cfg.concurrency[:1]] if cfg.rate else [
@@ -177,13 +199,8 @@ def run_llm(app: App, args: ParsedArgs, target: str) -> None:
     quiet = bool(args.get("quiet"))
     for concurrency, rate in sweep:
         label = f"rate {rate:g}/s" if rate is not None else f"concurrency {concurrency}"
-        done = [0]
         with app.ui.status(f"{label}: starting…") as status:
-            def on_done(r: Any, status: Any = status, label: str = label, done: list[int] = done) -> None:
-                done[0] += 1
-                status.update(f"{label}: {done[0]} requests done")
-
-            outcome = asyncio.run(run_point(url, cfg, concurrency, rate, on_done))
+            outcome = aio.run(run_point(url, cfg, concurrency, rate, LiveProgress(status, label, cfg), headers))
         t0 = min((r.scheduled for r in outcome.results), default=0.0)
         for r in outcome.results:
             writer.request({"point": label, **r.to_record(t0)})
@@ -210,6 +227,47 @@ def run_llm(app: App, args: ParsedArgs, target: str) -> None:
     path = writer.finish(envelope, extra_output=output)
     show_llm_summary(app, points, bool(cfg.slo))
     app.ui.info(f"results: {path}" + (f" (and {output})" if output else ""))
+
+
+class LiveProgress:
+    """The live status line of a running point: requests done and failed, request rate, running medians of
+    TTFT and TPOT over the last requests, and time or requests left. Called per finished request on the
+    event loop; redraws at most 5 times a second, so it costs the measurement nothing."""
+
+    def __init__(self, status: Any, label: str, cfg: LlmConfig) -> None:
+        self.status, self.label, self.cfg = status, label, cfg
+        self.t0 = time.perf_counter()
+        self.last = 0.0
+        self.ok = self.failed = 0
+        self.ttft: deque[float] = deque(maxlen=256)
+        self.tpot: deque[float] = deque(maxlen=256)
+
+    def __call__(self, r: Any) -> None:
+        if r.ok:
+            self.ok += 1
+            if r.ttft is not None:
+                self.ttft.append(r.ttft)
+            if r.tpot is not None:
+                self.tpot.append(r.tpot)
+        else:
+            self.failed += 1
+        now = time.perf_counter()
+        if now - self.last >= 0.2:
+            self.last = now
+            self.status.update(self.text(now))
+
+    def text(self, now: float) -> str:
+        elapsed = now - self.t0
+        parts = [f"{self.label}: {self.ok} ok" + (f", {self.failed} failed" if self.failed else ""),
+                 f"{self.ok / elapsed if elapsed > 0 else 0.0:.1f} req/s"]
+        if self.ttft:
+            parts.append(f"TTFT p50 {1000 * statistics.median(self.ttft):.1f} ms")
+        if self.tpot:
+            parts.append(f"TPOT p50 {1000 * statistics.median(self.tpot):.2f} ms")
+        total = self.cfg.requests + self.cfg.warmup
+        parts.append(f"{self.ok + self.failed}/{total} requests" if self.cfg.requests else
+                     f"{min(elapsed, self.cfg.duration):.0f}/{self.cfg.duration:.0f} s")
+        return " · ".join(parts)
 
 
 def show_llm_summary(app: App, points: list[dict[str, Any]], goodput: bool) -> None:
