@@ -196,6 +196,11 @@ def test_bench_llm_command_writes_results_and_server_metrics(app: App, tmp_path:
     run = json.loads(out.read_text())
     assert run["kind"] == "llm" and [p["concurrency"] for p in run["points"]] == [1, 2]
     assert all(p["completed"] == 6 and p["request_goodput"] > 0 for p in run["points"])
+    # vLLM's result keys at the top level (from the last point), plus what served the run.
+    assert run["completed"] == 6 and run["max_concurrency"] == 2 and run["request_rate"] == "inf"
+    assert run["median_ttft_ms"] == run["points"][-1]["median_ttft_ms"] and "p99_tpot_ms" in run
+    assert 1 <= run["max_concurrent_requests"] <= 2 and run["percentile_method"].startswith("linear")
+    assert run["server"]["version"] == "0.0.0-llmsim" and run["token_count_source"] == {"server": 12}
     server = run["metrics"]["server_metrics"]
     assert server['vllm:request_success_total{finished_reason="length",model_name="sim"}'] == 12  # delta, not total
     assert server['vllm:generation_tokens_total{model_name="sim"}'] == 12 * 8

@@ -703,14 +703,9 @@ def test_run_point_sends_the_extra_headers_and_reports_http_errors() -> None:
     run(main())
 
 
-# ---- known bugs ------------------------------------------------------------------------------------------
+# ---- interim responses and resets (bugs found by these tests, fixed) -----------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "llm_http treats an interim 1xx response (100 Continue, 103 Early Hints) as the final one: llhttp reports "
-    "the 1xx as a complete message, on_message_complete resolves send() with 100/103, and the real 200's body "
-    "is still fed to the sink (and, if it arrives later, to whatever request reuses the connection). RFC 9110 "
-    "15.2: a client MUST be able to parse 1xx responses it did not expect before the final response."))
 @pytest.mark.parametrize("interim", [b"HTTP/1.1 100 Continue\r\n\r\n",
                                      b"HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\n\r\n"],
                          ids=["100", "103"])
@@ -728,11 +723,6 @@ def test_interim_1xx_response_is_skipped(interim: bytes) -> None:
     run(main())
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "a close-delimited 200 body (no Content-Length, not chunked) ended by a TCP reset (ECONNRESET) counts as "
-    "a complete response: connection_lost() calls _finish() whenever the body is close-delimited, without "
-    "looking at exc, so a server crash mid-body is recorded as a success with a truncated body instead of "
-    "stream_cut."))
 def test_close_delimited_body_ended_by_a_reset_is_a_stream_cut() -> None:
     async def handler(peer: Peer) -> None:
         await peer.request()
@@ -750,5 +740,23 @@ def test_close_delimited_body_ended_by_a_reset_is_a_stream_cut() -> None:
                 await conn.send(raw_request(pool.target), Collect(), 2.0)
             assert info.value.kind == "stream_cut"
             pool.close()
+
+    run(main())
+
+
+def test_openai_style_base_url_is_not_doubled() -> None:
+    target = Target.parse("http://h:8000/v1")
+    assert target.request("/v1/completions", b"{}").startswith(b"POST /v1/completions HTTP/1.1\r\n")
+    assert Target.parse("http://h:8000/proxy").request("/v1/completions", b"{}").startswith(
+        b"POST /proxy/v1/completions ")
+    assert Target.parse("http://h:8000/v1").request("/api/generate", b"{}").startswith(b"POST /v1/api/generate ")
+
+
+def test_send_on_a_closed_connection_fails_at_once() -> None:
+    async def main() -> None:
+        conn = Connection()
+        with pytest.raises(RequestFailed) as info:
+            await conn.send(b"POST / HTTP/1.1\r\n\r\n", lambda data, t: None, 600)
+        assert info.value.kind == "connection"
 
     run(main())

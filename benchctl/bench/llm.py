@@ -121,7 +121,7 @@ async def run_point(url: str, cfg: LlmConfig, concurrency: int, rate: float | No
                     headers: dict[str, str] | None = None) -> PointOutcome:
     """One sweep point: closed loop with ``concurrency`` users, or open loop at ``rate`` capped by it."""
     limit = cfg.requests + cfg.warmup if cfg.requests else 0
-    pool = Pool(Target.parse(url))
+    pool = Pool(Target.parse(url), connect_timeout=min(cfg.timeout, 30.0))
     results: list[RequestResult] = []
     lag: list[float] = []
     stop_reason = [""]
@@ -131,7 +131,8 @@ async def run_point(url: str, cfg: LlmConfig, concurrency: int, rate: float | No
         while True:
             t = time.perf_counter()
             await asyncio.sleep(0.01)
-            lag.append(time.perf_counter() - t - 0.01)
+            # uvloop's timers have 1 ms resolution and may fire a little early: clamp at 0.
+            lag.append(max(0.0, time.perf_counter() - t - 0.01))
 
     await pool.warm(min(concurrency, MAX_WARM))
     # The cyclic GC stops the loop for tens of ms once the heap holds many results: off while measuring.
@@ -237,6 +238,8 @@ def point_metrics(cfg: LlmConfig, outcome: PointOutcome) -> dict[str, Any]:
             (getattr(r, key) or 0.0) * 1000 <= limit for key, limit in cfg.slo.items())]
         metrics["request_goodput"] = len(good) / dur if dur else 0.0
     metrics["errors"] = dict(Counter(r.error_type for r in measured if not r.ok))
+    metrics["max_concurrent_requests"] = max_in_flight(measured)
+    metrics["warmup_excluded"] = len(outcome.results) - len(measured)
     dispatch = [max(0.0, r.sent - r.scheduled) for r in measured if r.sent]
     metrics["client_health"] = {
         "dispatch_lag_ms": _ms(dispatch), "event_loop_lag_ms": _ms(outcome.loop_lag),
@@ -244,6 +247,35 @@ def point_metrics(cfg: LlmConfig, outcome: PointOutcome) -> dict[str, Any]:
         "stopped_early": outcome.stopped_early,
     }
     return metrics
+
+
+def max_in_flight(results: list[RequestResult]) -> int:
+    """The most requests that were in flight at once (sent, not yet ended), as vLLM's bench reports it."""
+    events = sorted([(r.sent, 1) for r in results if r.sent] + [(r.end, -1) for r in results if r.sent and r.end])
+    level = peak = 0
+    for _, step in events:
+        level += step
+        peak = max(peak, level)
+    return peak
+
+
+# vLLM's `vllm bench serve` result keys, copied to the top level of the run JSON from one point, so tools that
+# read vLLM result files read benchctl's too.
+VLLM_KEYS = ("completed", "failed", "duration", "total_input_tokens", "total_output_tokens", "request_throughput",
+             "request_goodput", "output_throughput", "total_token_throughput", "max_concurrent_requests")
+
+
+def vllm_top_level(cfg: LlmConfig, point: dict[str, Any]) -> dict[str, Any]:
+    out = {k: point[k] for k in VLLM_KEYS if k in point}
+    for key, value in point.items():
+        stat, _, metric = key.partition("_")
+        if metric in ("ttft_ms", "tpot_ms", "itl_ms", "e2el_ms") and (
+                stat in ("mean", "median", "std") or stat[:1] == "p"):
+            out[key] = value
+    out.update({"backend": cfg.backend, "model_id": cfg.model, "num_prompts": point["completed"] + point["failed"],
+                "request_rate": point["rate"] if point.get("rate") is not None else "inf",
+                "burstiness": cfg.burstiness, "max_concurrency": point.get("concurrency")})
+    return out
 
 
 def client_limited(metrics: dict[str, Any]) -> str:

@@ -56,8 +56,11 @@ class Target:
     def request(self, path: str, body: bytes, headers: dict[str, str] | None = None) -> bytes:
         """A complete POST request, ready for one write."""
         host = f"[{self.host}]" if ":" in self.host else self.host
+        prefix = self.prefix
+        if prefix.endswith("/v1") and path.startswith("/v1/"):
+            prefix = prefix[:-3]  # an OpenAI-style base URL (http://host:8000/v1) names the API root already
         default_port = 443 if self.tls else 80
-        lines = [f"POST {self.prefix}{path} HTTP/1.1", f"Host: {host}" + (
+        lines = [f"POST {prefix}{path} HTTP/1.1", f"Host: {host}" + (
             f":{self.port}" if self.port != default_port else ""), "User-Agent: benchctl", "Accept: */*",
             "Content-Type: application/json", f"Content-Length: {len(body)}"]
         lines += [f"{k}: {v}" for k, v in (headers or {}).items()]
@@ -78,6 +81,7 @@ class Connection(asyncio.Protocol):
         self._status = 0
         self._headers_done = False
         self._delimited = False  # the response has a length or chunked encoding (else: ends at close)
+        self._interim = False  # inside a 1xx interim response
         self.error_body = b""
         self._timer: asyncio.TimerHandle | None = None
 
@@ -100,8 +104,8 @@ class Connection(asyncio.Protocol):
         self.closed = True
         if self._waiter is None or self._waiter.done():
             return
-        if self._headers_done and not self._delimited:
-            self._finish()  # a close-delimited body ends with the connection
+        if self._headers_done and not self._delimited and exc is None:
+            self._finish()  # a close-delimited body ends with the (clean) close of the connection
         elif self._headers_done:
             self._fail(RequestFailed("stream_cut", f"stream cut: the connection closed inside the response"
                                                    f"{f' ({exc})' if exc else ''}"))
@@ -115,11 +119,17 @@ class Connection(asyncio.Protocol):
             self._delimited = True
 
     def on_headers_complete(self) -> None:
+        status = self.parser.get_status_code()
+        if 100 <= status < 200 and status != 101:
+            self._interim = True  # 100 Continue / 103 Early Hints: the real response follows
+            return
         self._headers_done = True
-        self._status = self.parser.get_status_code()
+        self._status = status
         self.keep_alive = self.parser.should_keep_alive()
 
     def on_body(self, body: bytes) -> None:
+        if self._interim:
+            return
         if self._status == 200:
             if self._sink is not None:
                 self._sink(body, self._now)
@@ -127,6 +137,10 @@ class Connection(asyncio.Protocol):
             self.error_body += body[:ERROR_BODY_BYTES - len(self.error_body)]
 
     def on_message_complete(self) -> None:
+        if self._interim:
+            self._interim = False
+            self._delimited = False
+            return
         self._finish()
 
     # ---- requests ----------------------------------------------------------------------------------
@@ -156,7 +170,11 @@ class Connection(asyncio.Protocol):
         """Write the request now; the future gives the HTTP status once the response is complete."""
         loop = asyncio.get_running_loop()
         self._waiter = loop.create_future()
+        if self.closed or self.transport is None or self.transport.is_closing():
+            self._waiter.set_exception(RequestFailed("connection", "the connection was already closed"))
+            return self._waiter
         self._sink, self._status, self._headers_done, self._delimited = sink, 0, False, False
+        self._interim = False
         self.error_body = b""
         self._timer = loop.call_later(timeout, self._expire, timeout)
         assert self.transport is not None
@@ -167,8 +185,9 @@ class Connection(asyncio.Protocol):
 class Pool:
     """Idle keep-alive connections to one target; new ones are opened on demand (and by :meth:`warm`)."""
 
-    def __init__(self, target: Target) -> None:
+    def __init__(self, target: Target, connect_timeout: float = 30.0) -> None:
         self.target = target
+        self.connect_timeout = connect_timeout
         self.idle: list[Connection] = []
         self.all: set[Connection] = set()
         self._ssl = ssl.create_default_context() if target.tls else None
@@ -176,7 +195,12 @@ class Pool:
     async def _open(self) -> Connection:
         loop = asyncio.get_running_loop()
         try:
-            _, conn = await loop.create_connection(Connection, self.target.host, self.target.port, ssl=self._ssl)
+            _, conn = await asyncio.wait_for(
+                loop.create_connection(Connection, self.target.host, self.target.port, ssl=self._ssl),
+                self.connect_timeout)
+        except asyncio.TimeoutError:
+            raise RequestFailed("connection", f"no connection to {self.target.host}:{self.target.port} within "
+                                              f"{self.connect_timeout:g} s") from None
         except OSError as exc:
             raise RequestFailed("connection", f"{exc.__class__.__name__}: {exc}") from None
         self.all.add(conn)

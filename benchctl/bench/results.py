@@ -72,14 +72,16 @@ class RunWriter:
 
     def envelope(self, *, service: Mapping[str, Any], config: Mapping[str, Any], metrics: Mapping[str, Any],
                  points: Sequence[Mapping[str, Any]], client_health: Mapping[str, Any],
-                 errors: Mapping[str, int]) -> dict[str, Any]:
-        return {
+                 errors: Mapping[str, int], extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """The run JSON; ``extra`` adds kind-specific top-level keys (never replacing the common ones)."""
+        common = {
             "schema_version": SCHEMA_VERSION, "run_id": self.run_id, "kind": self.kind,
             "started_at": self.started_at, "ended_at": now_iso(), "benchctl_version": __version__,
             "git_sha": git_sha(), "host": socket.gethostname(), "command_line": " ".join(sys.argv),
             "service": dict(service), "config": dict(config), "metrics": dict(metrics), "points": list(points),
             "client_health": dict(client_health), "errors": dict(errors),
         }
+        return {**{k: v for k, v in (extra or {}).items() if k not in common}, **common}
 
     def finish(self, envelope: Mapping[str, Any], *, extra_output: Path | None = None) -> Path:
         """Write run.json (+ summary.csv of the points, + a copy at ``extra_output``) and index the run."""

@@ -142,7 +142,7 @@ def job_endpoint(app: App, target: str) -> tuple[str, dict[str, Any]]:
         raise CommandError(f"{job.label} has no endpoint yet ('check {target}')")
     record = {"name": target, "job_id": job.id, "nodes": job.host or job.nodes, "endpoint": endpoint.url,
               "image": job.options.get("image", ""), "runtime": job.options.get("runtime", ""),
-              "model": job.options.get("model", "")}
+              "model": job.options.get("model", ""), "options": dict(job.options)}
     return endpoint.url, record
 
 

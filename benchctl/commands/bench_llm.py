@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import statistics
 import time
 import urllib.error
 import urllib.request
-from collections import deque
+from collections import Counter, deque
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -107,8 +108,6 @@ def size_prompts(app: App, url: str, cfg: LlmConfig, headers: dict[str, str]) ->
 
 def top_error(results: list[Any]) -> str:
     """The commonest failure of a point, for the one-line summary: '20x http_400: <message>'."""
-    from collections import Counter
-
     failed = [r for r in results if not r.ok]
     if not failed:
         return ""
@@ -134,6 +133,33 @@ def scrape(url: str) -> dict[str, float]:
             except ValueError:
                 continue
     return out
+
+
+# Options of a started LLM job that describe the server (the rest are Slurm's).
+SERVER_ARGS = ("model", "nodes", "gpus_per_node", "tp", "pp", "max_model_len", "extra_args", "parallel",
+               "max_loaded", "image", "runtime", "ttft_ms", "itl_ms", "output_tokens", "max_concurrency")
+
+
+def server_info(url: str, record: dict[str, Any], target: str) -> dict[str, Any]:
+    """What served the run: engine and its version (``/version``, Ollama ``/api/version``), the job's server
+    arguments, Slurm job and nodes -- stored with the results, so a number never loses its context."""
+    from benchctl.services.base import http_get
+
+    version = ""
+    for path in ("/version", "/api/version"):
+        status, body = http_get(url + path)
+        if status == 200:
+            try:
+                version = str(json.loads(body).get("version", ""))
+            except (ValueError, AttributeError):
+                version = ""
+            if version:
+                break
+    options = record.get("options") or {}
+    return {"engine": target if target != "llm" else "", "version": version, "endpoint": url,
+            "args": {k: options[k] for k in SERVER_ARGS if options.get(k) not in (None, "")},
+            "slurm_job_id": record.get("job_id", ""), "nodes": record.get("nodes", ""),
+            "image": record.get("image", "")}
 
 
 def served_model(url: str, wanted: str) -> str:
@@ -163,7 +189,7 @@ def metric_deltas(before: dict[str, float], after: dict[str, float]) -> dict[str
 
 def run_llm(app: App, args: ParsedArgs, target: str) -> None:
     """Benchmark an LLM endpoint: one point per --concurrency (closed loop) or --rate (open loop) value."""
-    from benchctl.bench.llm import client_limited, point_metrics, run_point
+    from benchctl.bench.llm import client_limited, point_metrics, run_point, vllm_top_level
     from benchctl.bench.results import RunWriter
     from benchctl.commands.bench import job_endpoint
 
@@ -219,10 +245,13 @@ def run_llm(app: App, args: ParsedArgs, target: str) -> None:
             app.ui.warn(f"{label}: stopped early: {metrics['client_health']['stopped_early']}")
     server = metric_deltas(before, scrape(url)) if before else {}
     totals = {"errors": sum((sum(p["errors"].values()) for p in points), 0)}
+    extra = {**(vllm_top_level(cfg, points[-1]) if points else {}), "percentile_method": "linear (numpy default)",
+             "token_count_source": dict(sum((Counter(p["token_source"]) for p in points), Counter())),
+             "server": server_info(url, record, target)}
     envelope = writer.envelope(service=record, config=cfg.record(), metrics={"server_metrics": server, **totals},
                                points=points, client_health={"points": [p["client_health"] for p in points]},
                                errors={k: sum(p["errors"].get(k, 0) for p in points)
-                                       for k in {k for p in points for k in p["errors"]}})
+                                       for k in {k for p in points for k in p["errors"]}}, extra=extra)
     output = Path(args.get("output")).expanduser() if args.get("output") else None
     path = writer.finish(envelope, extra_output=output)
     show_llm_summary(app, points, bool(cfg.slo))

@@ -71,6 +71,9 @@ def test_real_vllm_start_check_bench_stop(slurm_config: Path, vllm_venv: Path, t
     assert run["kind"] == "llm" and run["service"]["name"] == "vllm" and run["service"]["job_id"].isdigit()
     assert run["config"]["backend"] == "openai" and run["config"]["model"] == str(tiny_model)
     assert [p["concurrency"] for p in run["points"]] == [1, 4]
+    assert run["server"]["engine"] == "vllm" and run["server"]["version"] == "0.32.0"
+    assert run["server"]["args"]["model"] == str(tiny_model) and run["server"]["slurm_job_id"].isdigit()
+    assert run["completed"] == 12 and run["max_concurrency"] == 4  # vLLM's keys, from the last point
     for p in run["points"]:
         assert p["failed"] == 0 and p["completed"] == 12, p
         assert p["total_output_tokens"] == 12 * 24  # ignore_eos + min_tokens: exactly what was asked
