@@ -2,12 +2,12 @@
 answers.
 
 It speaks vLLM's OpenAI API, Ollama's native API and vLLM's ``/metrics`` with exactly known timing (see
-``benchctl/llmsim.py``), so LLM benchmark clients can be checked against the truth on the real cluster path
+the ``benchctl.llmsim`` package), so LLM benchmark clients can be checked against the truth on the real cluster path
 (batch script, node, network) without a GPU or model weights.
 
 Runtime ``none`` (the practical one): the job runs the python benchctl was installed with -- the prelude puts
 its bin directory first on PATH (``job.path_prepend``). Runtime ``apptainer`` runs the configured image only
-when one is set (``--image`` or ``sif/images.yaml``; it must contain benchctl and aiohttp); without one the
+when one is set (``--image`` or ``sif/images.yaml``; it must contain benchctl with its dependencies); without one the
 job falls back to the host python the same way, since there is no public image of benchctl to pull.
 """
 
