@@ -5,16 +5,22 @@
     .venv/bin/python scripts/bench_llm_client.py [--seconds 10] [--guidellm PATH | --no-guidellm]
 
 (a) the highest request rate the client sustains against a near-zero-latency server, closed loop at
-    concurrency 64 and 256 (the simulator runs in its own process: client and server share the 2 cores);
+    concurrency 64 and 256, with the client's CPU per request (what it would sustain on a core of its own);
 (b) the client-added error of TTFT and TPOT at concurrency 1, 16, 64: the client's values minus the server's
-    own truth (when it actually sent the first/last chunk, reported per request in the final usage chunk).
+    own truth (from when the request's bytes reached the simulator to when it handed the first/last chunk to
+    the kernel, reported per request in the final usage chunk), and where the TTFT error goes: request leg
+    and response leg, both measured on the one CLOCK_MONOTONIC that client and simulator share.
+
+The simulator runs in its own process pinned to the last core, the clients (benchctl in this process, every
+GuideLLM process) on the others: client and server as on separate machines, the same budget for both
+clients (--no-pin shares all cores).
 
 GuideLLM runs the same points as a subprocess (`guidellm run`, profile `concurrent`, `max_duration` = the same
 seconds, synthetic 16-token prompts, `/v1/completions` like benchctl) against its own fresh simulator with the
 same settings. Its req/s = successful requests / benchmark duration from its JSON report. Its report keeps,
 per request, TTFT, ITL (= (last - first token) / (n - 1), what benchctl calls TPOT) and the server's response
-id but not the simulator's truth, so for (b) the simulator runs under a small wrapper that also appends every
-final usage chunk (id + truth) to a file; requests are matched by id. Offline: GuideLLM's synthetic data needs a
+id but not the simulator's truth, so for (b) the simulator appends every request's truth (id + llmsim object)
+to a file (--truth-log); requests are matched by id. Offline: GuideLLM's synthetic data needs a
 tokenizer, built locally with scripts/make_tiny_llm.py (or given with --processor), and HF_HUB_OFFLINE=1.
 """
 
@@ -29,7 +35,7 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -41,6 +47,21 @@ from benchctl.bench.stats import summarize
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_GUIDELLM = ROOT / ".venv-guidellm" / "bin" / "guidellm"
 Sample = tuple[float | None, float | None, int, list[float]]  # client TTFT ms, client TPOT ms, tokens, truth
+
+
+# Client and server on separate cores (as on separate machines in real use), the same budget for both
+# clients: the simulator gets the last core, benchctl and all of GuideLLM's processes the others.
+# --no-pin shares every core between everything (the scheduler then migrates them into each other's way).
+ALL_CPUS = sorted(os.sched_getaffinity(0))
+SERVER_CPUS: set[int] = set(ALL_CPUS[-1:]) if len(ALL_CPUS) > 1 else set(ALL_CPUS)
+CLIENT_CPUS: set[int] = set(ALL_CPUS[:-1]) if len(ALL_CPUS) > 1 else set(ALL_CPUS)
+
+
+def pin(cpus: set[int]) -> Callable[[], None]:
+    def apply() -> None:
+        os.sched_setaffinity(0, cpus)
+
+    return apply
 
 
 def free_port() -> int:
@@ -56,7 +77,8 @@ def simulator(*flags: str, truth_log: Path | None = None) -> Iterator[str]:
     if truth_log is not None:
         head += ["--truth-log", str(truth_log)]
     proc = subprocess.Popen([*head, "--host", "127.0.0.1", "--port", str(port), "--max-concurrency", "4096", *flags],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=dict(os.environ))
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=dict(os.environ),
+                            preexec_fn=pin(SERVER_CPUS))
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 30
@@ -102,7 +124,7 @@ class GuideLLM:
         try:
             with log.open("w") as out:
                 subprocess.run(cmd, cwd=self.workdir, env=self.env, stdout=out, stderr=subprocess.STDOUT, check=True,
-                               timeout=len(streams) * (seconds + 60) + 120)
+                               timeout=len(streams) * (seconds + 60) + 120, preexec_fn=pin(CLIENT_CPUS))
             benchmarks: list[dict[str, Any]] = json.loads(report.read_text())["benchmarks"]
             return benchmarks
         except (subprocess.SubprocessError, OSError, ValueError, KeyError) as exc:
@@ -146,6 +168,12 @@ def benchctl_point(url: str, concurrency: int, seconds: float, output_tokens: in
     return aio.run(run_point(url, cfg, concurrency, None))
 
 
+def cpu_us_per_request(m: dict[str, Any]) -> float:
+    """Client CPU time per completed request (us): the client's own cost, whatever limited the rate."""
+    rate = m["request_throughput"]
+    return m["client_health"]["client_cpu_percent"] / 100 / rate * 1e6 if rate else 0.0
+
+
 def capacity(seconds: float, guidellm: GuideLLM | None) -> None:
     print(f"(a) sustained request rate against a zero-latency server (16 output tokens, closed loop, {seconds:g} s "
           "per point)")
@@ -159,7 +187,8 @@ def capacity(seconds: float, guidellm: GuideLLM | None) -> None:
             health = m["client_health"]
             print(f"  benchctl c={concurrency:<3}: {m['request_throughput']:7.0f} req/s, "
                   f"{m['output_throughput']:8.0f} tok/s, failed {m['failed']}, client CPU "
-                  f"{health['client_cpu_percent']:.0f}%, event-loop lag p99 "
+                  f"{health['client_cpu_percent']:.0f}% = {cpu_us_per_request(m):.0f} us/request (one core of "
+                  f"its own: ~{1e6 / max(cpu_us_per_request(m), 1e-9):.0f} req/s), event-loop lag p99 "
                   f"{health['event_loop_lag_ms'].get('p99', 0):.1f} ms")
     theirs: dict[int, float] = {}
     if guidellm is not None:
@@ -228,7 +257,14 @@ def main() -> int:
                         help="the guidellm executable (default: .venv-guidellm/bin/guidellm)")
     parser.add_argument("--no-guidellm", action="store_true", help="measure benchctl only")
     parser.add_argument("--processor", type=Path, help="tokenizer dir for GuideLLM (default: built with make_tiny_llm)")
+    parser.add_argument("--no-pin", action="store_true", help="do not pin client and simulator to separate cores")
     args = parser.parse_args()
+    global SERVER_CPUS, CLIENT_CPUS
+    if args.no_pin:
+        SERVER_CPUS = CLIENT_CPUS = set(ALL_CPUS)
+    os.sched_setaffinity(0, CLIENT_CPUS)  # benchctl's client runs in this process
+    print(f"cores: simulator {sorted(SERVER_CPUS)}, clients {sorted(CLIENT_CPUS)} (of {len(ALL_CPUS)}; "
+          f"event loop {aio.loop_name()})")
     with tempfile.TemporaryDirectory(prefix="bench-llm-client-") as tmp:
         guidellm = None
         if args.no_guidellm:
