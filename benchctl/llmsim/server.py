@@ -8,6 +8,7 @@ import random
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import IO, Any
 
 import orjson
@@ -79,9 +80,10 @@ class Simulator:
     def routes(self) -> dict[tuple[str, str], Callable[[web.BaseRequest, float], Awaitable[web.StreamResponse]]]:
         return {("GET", "/health"): self.health, ("GET", "/v1/models"): self.models,
                 ("GET", "/metrics"): self.prometheus, ("GET", "/api/tags"): self.tags,
-                ("GET", "/api/version"): self.version, ("POST", "/v1/completions"): self.completions,
-                ("POST", "/v1/chat/completions"): self.chat_completions,
-                ("POST", "/api/generate"): self.ollama_generate, ("POST", "/api/chat"): self.ollama_chat}
+                ("GET", "/api/version"): self.version, ("POST", "/v1/completions"): partial(self.openai, chat=False),
+                ("POST", "/v1/chat/completions"): partial(self.openai, chat=True),
+                ("POST", "/api/generate"): partial(self.ollama, chat=False),
+                ("POST", "/api/chat"): partial(self.ollama, chat=True)}
 
     def server(self) -> web.Server:
         """aiohttp's low-level server (no Application: routing is one dict lookup) with arrival stamps."""
@@ -220,12 +222,6 @@ class Simulator:
         return resp
 
     # ---- OpenAI ----------------------------------------------------------------------------------
-    async def completions(self, request: web.BaseRequest, arrival: float) -> web.StreamResponse:
-        return await self.openai(request, arrival, chat=False)
-
-    async def chat_completions(self, request: web.BaseRequest, arrival: float) -> web.StreamResponse:
-        return await self.openai(request, arrival, chat=True)
-
     async def openai(self, request: web.BaseRequest, arrival: float, *, chat: bool) -> web.StreamResponse:
         try:
             body = await self.read_body(request)
@@ -322,12 +318,6 @@ class Simulator:
         return resp
 
     # ---- Ollama ----------------------------------------------------------------------------------
-    async def ollama_generate(self, request: web.BaseRequest, arrival: float) -> web.StreamResponse:
-        return await self.ollama(request, arrival, chat=False)
-
-    async def ollama_chat(self, request: web.BaseRequest, arrival: float) -> web.StreamResponse:
-        return await self.ollama(request, arrival, chat=True)
-
     async def ollama(self, request: web.BaseRequest, arrival: float, *, chat: bool) -> web.StreamResponse:
         try:
             body = await self.read_body(request)
