@@ -356,3 +356,15 @@ def test_single_node_has_no_ray(tmp_path: Path) -> None:
     script = render(tmp_path, "apptainer", {"model": MODEL})
     for text in ("ray start", "ray status", "\nsrun ", "RAY_", "--distributed-executor-backend"):
         assert text not in script, text
+
+
+def test_check_shows_the_model_and_the_parallel_layout(vllm_app: Any, fake_slurm: FakeSlurm) -> None:
+    assert vllm_app.run_line(f"start vllm --model {MODEL} --nodes 2"), output(vllm_app)
+    assert vllm_app.run_line("check vllm"), output(vllm_app)
+    out = output(vllm_app)
+    assert f"  model:  {MODEL}" in out
+    assert "  layout: TP 4 x PP 2 on 2 node(s) x 4 GPU(s) over Ray" in out
+    [job] = vllm_app.jobs.all()
+    cpu = Vllm.details(vllm_app.service("vllm"), job.__class__(**{**job.__dict__, "options": {
+        **job.options, "nodes": 1, "gpus_per_node": 0}}))
+    assert cpu[-1] == ("layout", "TP 1 x PP 1 on 1 node(s) x 0 GPU(s)")

@@ -156,6 +156,8 @@ def describe(app: App, job: Job) -> None:
     if job.state is JobState.RUNNING and not service.is_batch:
         head.append("  ready" if job.ready else "  not ready yet", style="bold green" if job.ready else "yellow")
     app.ui.print(head)
+    for label, value in service.details(job):
+        app.ui.text(f"  {label + ':':<7} {value}")
     if job.executor != app.executor_name:
         app.ui.text(f"  (last seen state: this job belongs to the {job.executor} executor)")
     if job.state.is_final and job.state is not JobState.COMPLETED:

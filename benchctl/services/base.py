@@ -194,6 +194,14 @@ class SlurmServer(ABC):
         ep = self.endpoint(job)
         return ep is not None and http_get(ep.url + self.health_path)[0] == 200
 
+    # Start options worth a line in `check` (e.g. the model an LLM server serves).
+    shown_options: ClassVar[tuple[str, ...]] = ()
+
+    def details(self, job: Job) -> list[tuple[str, str]]:
+        """(label, value) lines for `check`: the job's notable options."""
+        return [(name.replace("_", " "), str(job.options[name])) for name in self.shown_options
+                if str(job.options.get(name, "")) not in ("", "None")]
+
     # How often wait_ready polls at most; batch jobs that run for hours override it.
     max_poll_interval: ClassVar[float] = 5.0
 

@@ -39,6 +39,7 @@ class LlmSim(SlurmServer):
     name = "llm-sim"
     summary = "simulated LLM server (OpenAI + Ollama APIs, vLLM metrics, exact timing; no GPU)"
     template = "llm-sim.sbatch.j2"
+    shown_options = ("model", "ttft_ms", "itl_ms", "output_tokens")
     health_path = "/health"
     default_cpus = 2
     ready_timeout = 120

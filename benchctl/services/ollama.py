@@ -55,6 +55,7 @@ class Ollama(SlurmServer):
     name = "ollama"
     summary = "Ollama LLM server (ollama serve; pulls --model on first use)"
     template = "ollama.sbatch.j2"
+    shown_options = ("model", "parallel")
     health_path = TAGS_PATH  # 200 once the server is up; probe() also requires the model to be listed
     uses_gpu = True
     default_cpus = 8

@@ -103,6 +103,22 @@ class Vllm(SlurmServer):
                                 allow_zero=True)
         return job
 
+    shown_options = ("model",)
+
+    def details(self, job: Job) -> list[tuple[str, str]]:
+        """The model, and the parallel layout the job was sized for (vLLM's defaults made explicit)."""
+        def number(name: str) -> int | None:  # options come back from the job table as text
+            text = str(job.options.get(name, "")).strip()
+            return int(text) if text.isdigit() else None
+
+        nodes = number("nodes") or 1
+        gpus = number("gpus_per_node")
+        gpus = self.default_gpus_per_node if gpus is None else gpus
+        tp = number("tp") or max(gpus, 1)
+        pp = number("pp") or nodes
+        layout = f"TP {tp} x PP {pp} on {nodes} node(s) x {gpus} GPU(s)" + (" over Ray" if nodes > 1 else "")
+        return [*super().details(job), ("layout", layout)]
+
     def probe(self, job: Job) -> bool:
         """Ready = ``/health`` answers 200 (engine up) AND ``/v1/models`` lists a model (the API serves it)."""
         ep = self.endpoint(job)
