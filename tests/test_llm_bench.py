@@ -109,12 +109,16 @@ def test_ollama_final_object_gives_the_counts() -> None:
     lines = [{"model": "m", "message": {"role": "assistant", "content": "Hi"}, "done": False},
              {"model": "m", "message": {"role": "assistant", "content": " there"}, "done": False},
              {"model": "m", "message": {"role": "assistant", "content": ""}, "done": True, "eval_count": 5,
-              "prompt_eval_count": 11, "eval_duration": 1000}]
+              "prompt_eval_count": 11, "eval_duration": 4_000_000, "prompt_eval_duration": 2_500_000,
+              "load_duration": 0, "total_duration": 7_000_000}]
     data = b"".join(orjson.dumps(x) + b"\n" for x in lines)
     r = RequestResult(index=0, scheduled=0.0)
     res = feed_all(OllamaStream(r), [(0.1, data[:30]), (0.2, data[30:])])
     assert res.ok and res.tokens == 5 and res.prompt_tokens == 11 and res.token_source == "server"
     assert len(res.chunk_times) == 2
+    # Ollama's own durations (ns) are kept per request, in ms.
+    assert res.server_timing == {"eval_ms": 4.0, "prompt_eval_ms": 2.5, "load_ms": 0.0, "total_ms": 7.0}
+    assert res.to_record(0.0)["server_timing"]["prompt_eval_ms"] == 2.5
 
 
 def test_arrival_schedules() -> None:
@@ -204,6 +208,8 @@ def test_bench_llm_command_writes_results_and_server_metrics(app: App, tmp_path:
     server = run["metrics"]["server_metrics"]
     assert server['vllm:request_success_total{finished_reason="length",model_name="sim"}'] == 12  # delta, not total
     assert server['vllm:generation_tokens_total{model_name="sim"}'] == 12 * 8
+    means = run["metrics"]["server_means_ms"]  # the server's side: mean TTFT from its histogram, ~10 ms
+    assert 9 <= means["time_to_first_token"] <= run["points"][0]["mean_ttft_ms"] + 1
     text = app.out.getvalue()  # type: ignore[attr-defined]
     assert "TTFT p50" in text and "c=2" in text
     assert not app.run_line("bench llm --url http://127.0.0.1:9 --concurrency x --model m")

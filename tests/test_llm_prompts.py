@@ -133,3 +133,24 @@ def test_calibration_falls_back_to_words_without_tokenize() -> None:
 def test_served_models_parses_the_openai_list() -> None:
     assert served_models('{"object": "list", "data": [{"id": "tiny"}, {"id": "lora"}]}') == ["tiny", "lora"]
     assert served_models("not json") == [] and served_models('{"data": 3}') == [] and served_models("[]") == []
+
+
+def test_calibration_against_the_simulators_tokenize() -> None:
+    from benchctl.llmsim import SimConfig, running
+
+    with running(SimConfig()) as sim:
+        for backend in ("openai", "openai-chat"):
+            cal = asyncio.run(calibrate(sim.url, backend, "sim", 37))
+            assert (cal.words + cal.pad, cal.tokens) == (37, 37), cal  # one token per word, no chat overhead
+
+
+def test_server_means_from_histogram_deltas() -> None:
+    from benchctl.commands.bench_llm import server_means
+
+    deltas = {'vllm:time_to_first_token_seconds_sum{model_name="a"}': 1.0,
+              'vllm:time_to_first_token_seconds_count{model_name="a"}': 10.0,
+              'vllm:time_to_first_token_seconds_sum{model_name="b"}': 3.0,
+              'vllm:time_to_first_token_seconds_count{model_name="b"}': 10.0,
+              "vllm:request_queue_time_seconds_sum": 0.5, "vllm:request_queue_time_seconds_count": 0.0,
+              "vllm:generation_tokens_total": 99.0}
+    assert server_means(deltas) == {"time_to_first_token": pytest.approx(200.0)}  # pooled; no 0-count means

@@ -238,6 +238,10 @@ def point_metrics(cfg: LlmConfig, outcome: PointOutcome) -> dict[str, Any]:
             (getattr(r, key) or 0.0) * 1000 <= limit for key, limit in cfg.slo.items())]
         metrics["request_goodput"] = len(good) / dur if dur else 0.0
     metrics["errors"] = dict(Counter(r.error_type for r in measured if not r.ok))
+    timed = [r.server_timing for r in ok if r.server_timing]
+    if timed:  # Ollama's own view of each request: TTFT minus its prefill is queueing, loading and network
+        metrics["server_timing_ms"] = {key: summarize([t[key] for t in timed if key in t])
+                                       for key in sorted({k for t in timed for k in t})}
     metrics["max_concurrent_requests"] = max_in_flight(measured)
     metrics["warmup_excluded"] = len(outcome.results) - len(measured)
     dispatch = [max(0.0, r.sent - r.scheduled) for r in measured if r.sent]

@@ -41,6 +41,7 @@ class RequestResult:
     http_status: int = 0
     done: bool = False  # the stream ended properly ([DONE] / Ollama's done object)
     server_truth: dict[str, Any] | None = None
+    server_timing: dict[str, float] | None = None  # the server's own per-request durations (Ollama), ms
 
     @property
     def ttft(self) -> float | None:
@@ -92,7 +93,8 @@ class RequestResult:
                 "ok": self.ok, "error": self.error or None, "error_type": self.error_type or None,
                 "http_status": self.http_status, "ttft_ms": ms(self.ttft), "ttft_scheduled_ms": ms(self.ttft_scheduled),
                 "tpot_ms": ms(self.tpot), "e2el_ms": ms(self.e2el), "prompt_tokens": self.prompt_tokens,
-                "output_tokens": self.tokens, "token_source": self.token_source, "chunks": len(self.chunk_times)}
+                "output_tokens": self.tokens, "token_source": self.token_source, "chunks": len(self.chunk_times),
+                **({"server_timing": self.server_timing} if self.server_timing else {})}
 
 
 def _has_token(choice: dict[str, Any]) -> bool:
@@ -202,9 +204,17 @@ class OllamaStream(_LineStream):
                     r.output_tokens = int(obj["eval_count"])
                 if obj.get("prompt_eval_count") is not None:
                     r.prompt_tokens = int(obj["prompt_eval_count"])
+                # Ollama's own timing (ns): model load, prompt evaluation (prefill), generation, whole request.
+                timing = {key[:-9] + "_ms": obj[key] / 1e6 for key in OLLAMA_DURATIONS
+                          if isinstance(obj.get(key), (int, float))}
+                if timing:
+                    r.server_timing = timing
                 if isinstance(obj.get("llmsim"), dict):
                     r.server_truth = obj["llmsim"]
         self.pending.clear()
+
+
+OLLAMA_DURATIONS = ("load_duration", "prompt_eval_duration", "eval_duration", "total_duration")
 
 
 def make_parser(backend: str, result: RequestResult) -> OpenAIStream | OllamaStream:

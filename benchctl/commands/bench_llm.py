@@ -173,6 +173,21 @@ def served_model(url: str, wanted: str) -> str:
     return wanted if (wanted in ids or not ids) else ids[0]
 
 
+def server_means(deltas: dict[str, float]) -> dict[str, float]:
+    """Mean of every latency histogram the server exposes over the run, in ms, from its ``_sum`` and
+    ``_count`` deltas (vLLM: time_to_first_token, request_queue_time, request_prefill_time, ...): the server's
+    side of the numbers the client measured. Label sets of one metric (several models/engines) are pooled."""
+    sums: dict[str, float] = {}
+    counts: dict[str, float] = {}
+    for key, value in deltas.items():
+        name = key.split("{", 1)[0]
+        if name.endswith("_seconds_sum"):
+            sums[name[:-12]] = sums.get(name[:-12], 0.0) + value
+        elif name.endswith("_seconds_count"):
+            counts[name[:-14]] = counts.get(name[:-14], 0.0) + value
+    return {name.split(":")[-1]: 1000 * sums[name] / counts[name] for name in sorted(sums) if counts.get(name)}
+
+
 def metric_deltas(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
     """Counter deltas (``*_total``, ``*_count``, ``*_sum``) and final gauge values."""
     out = {}
@@ -244,7 +259,8 @@ def run_llm(app: App, args: ParsedArgs, target: str) -> None:
         if metrics["client_health"]["stopped_early"]:
             app.ui.warn(f"{label}: stopped early: {metrics['client_health']['stopped_early']}")
     server = metric_deltas(before, scrape(url)) if before else {}
-    totals = {"errors": sum((sum(p["errors"].values()) for p in points), 0)}
+    means = server_means(server)
+    totals = {"errors": sum((sum(p["errors"].values()) for p in points), 0), "server_means_ms": means}
     extra = {**(vllm_top_level(cfg, points[-1]) if points else {}), "percentile_method": "linear (numpy default)",
              "token_count_source": dict(sum((Counter(p["token_source"]) for p in points), Counter())),
              "server": server_info(url, record, target)}
@@ -255,6 +271,13 @@ def run_llm(app: App, args: ParsedArgs, target: str) -> None:
     output = Path(args.get("output")).expanduser() if args.get("output") else None
     path = writer.finish(envelope, extra_output=output)
     show_llm_summary(app, points, bool(cfg.slo))
+    if means:
+        app.ui.info("server's view (/metrics, mean over the run): " + ", ".join(
+            f"{name} {value:.1f} ms" for name, value in means.items()))
+    timing = points[-1].get("server_timing_ms") if points else None
+    if timing:
+        app.ui.info("server's own timing (last point, p50): " + ", ".join(
+            f"{key.removesuffix('_ms')} {value.get('p50', 0):.1f} ms" for key, value in timing.items()))
     app.ui.info(f"results: {path}" + (f" (and {output})" if output else ""))
 
 

@@ -8,7 +8,7 @@ It speaks the wire protocols benchmark clients use, as vLLM's and Ollama's serve
   SSE ``data: {...}`` events and ``data: [DONE]``; chat's first chunk is role-only
   ``{"delta": {"role": "assistant", "content": ""}}``; ``stream_options.include_usage`` adds a final chunk with
   ``choices: []`` and ``usage``; ``continuous_usage_stats`` puts usage on every chunk), ``GET /v1/models``,
-  ``GET /health``.
+  ``GET /health``, ``POST /tokenize`` (vLLM's: the token count of a prompt or of chat messages).
 * Ollama: ``POST /api/generate``, ``POST /api/chat`` (NDJSON; final object ``done: true`` with ``eval_count``,
   ``prompt_eval_count`` and ``*_duration`` in nanoseconds), ``GET /api/tags``.
 * Prometheus ``GET /metrics`` with vLLM's names (``vllm:num_requests_running``, ``vllm:num_requests_waiting``,

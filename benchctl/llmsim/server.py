@@ -80,7 +80,8 @@ class Simulator:
     def routes(self) -> dict[tuple[str, str], Callable[[web.BaseRequest, float], Awaitable[web.StreamResponse]]]:
         return {("GET", "/health"): self.health, ("GET", "/v1/models"): self.models,
                 ("GET", "/metrics"): self.prometheus, ("GET", "/api/tags"): self.tags,
-                ("GET", "/api/version"): self.version, ("POST", "/v1/completions"): partial(self.openai, chat=False),
+                ("GET", "/api/version"): self.version, ("POST", "/tokenize"): self.tokenize,
+                ("POST", "/v1/completions"): partial(self.openai, chat=False),
                 ("POST", "/v1/chat/completions"): partial(self.openai, chat=True),
                 ("POST", "/api/generate"): partial(self.ollama, chat=False),
                 ("POST", "/api/chat"): partial(self.ollama, chat=True)}
@@ -111,6 +112,16 @@ class Simulator:
         return web.json_response({"object": "list", "data": [
             {"id": self.cfg.model, "object": "model", "created": self.created, "owned_by": "llmsim",
              "root": self.cfg.model, "parent": None, "max_model_len": None}]})
+
+    async def tokenize(self, request: web.BaseRequest, arrival: float) -> web.Response:
+        """vLLM's ``POST /tokenize``: the prompt's (or chat messages') token count, one token per word."""
+        try:
+            body = await self.read_body(request)
+            count = count_messages(body["messages"]) if "messages" in body else count_words(body.get("prompt"))
+        except BadRequest as exc:
+            return web.json_response({"object": "error", "message": str(exc), "type": "BadRequestError",
+                                      "param": None, "code": exc.status}, status=exc.status)
+        return web.json_response({"count": count, "max_model_len": None, "tokens": list(range(count))})
 
     def ollama_name(self) -> str:
         name = self.cfg.model

@@ -87,6 +87,10 @@ def test_real_vllm_start_check_bench_stop(slurm_config: Path, vllm_venv: Path, t
     server = run["metrics"]["server_metrics"]
     assert served_counter(server, "vllm:generation_tokens_total") == 2 * 12 * 24, server
     assert served_counter(server, "vllm:prompt_tokens_total") == sum(p["total_input_tokens"] for p in run["points"])
+    # vLLM's own latency histograms, as means over the run: its TTFT cannot exceed what the client saw.
+    means = run["metrics"]["server_means_ms"]
+    assert 0 < means["time_to_first_token"] <= max(p["mean_ttft_ms"] for p in run["points"]) + 5, means
+    assert means["e2e_request_latency"] > 0
 
     chat_run = json.loads(chat.read_text())
     (point,) = chat_run["points"]
