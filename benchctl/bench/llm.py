@@ -125,7 +125,7 @@ async def run_point(url: str, cfg: LlmConfig, concurrency: int, rate: float | No
     results: list[RequestResult] = []
     lag: list[float] = []
     stop_reason = [""]
-    errors = [0]
+    errors, finished = [0], [0]  # measured requests that failed / ended
 
     async def monitor() -> None:
         while True:
@@ -155,11 +155,12 @@ async def run_point(url: str, cfg: LlmConfig, concurrency: int, rate: float | No
             r = RequestResult(index=index, scheduled=scheduled)
             results.append(r)
             await one_request(pool, cfg, r, headers)
-            if not r.ok and index >= cfg.warmup:
-                errors[0] += 1
-                done = len([x for x in results if x.index >= cfg.warmup and x.end])
-                if done >= 10 and errors[0] / done > cfg.max_error_rate:
-                    stop_reason[0] = f"error rate {errors[0] / done:.0%} > --max-error-rate"
+            if index >= cfg.warmup:
+                finished[0] += 1
+                if not r.ok:
+                    errors[0] += 1
+                    if finished[0] >= 10 and errors[0] / finished[0] > cfg.max_error_rate:
+                        stop_reason[0] = f"error rate {errors[0] / finished[0]:.0%} > --max-error-rate"
             if on_done:
                 on_done(r)
 
