@@ -255,3 +255,13 @@ def test_live_progress_line() -> None:
     assert "TTFT p50 50.0 ms" in line and "TPOT p50 10.00 ms" in line and "3/10 requests" in line
     timed = LiveProgress(status, "rate 2/s", LlmConfig(duration=30))
     assert timed.text(timed.t0 + 5).endswith("5/30 s")
+
+
+def test_max_error_rate_stops_the_point_early() -> None:
+    cfg = LlmConfig(backend="openai", model="sim", duration=20, output_tokens=4, input_tokens=4, max_error_rate=0.5)
+    with running(SimConfig(ttft_ms=1, itl_ms=1, error_rate=1.0, seed=3)) as sim:
+        outcome = asyncio.run(run_point(sim.url, cfg, 2, None))
+    assert "error rate 100% > --max-error-rate" in outcome.stopped_early
+    assert outcome.duration < 5 and 10 <= len(outcome.results) < 200  # stopped after the first 10 ended
+    m = point_metrics(cfg, outcome)
+    assert m["errors"] == {"http_500": m["failed"]} and m["client_health"]["stopped_early"]
