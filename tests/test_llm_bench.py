@@ -243,7 +243,7 @@ def test_live_progress_line() -> None:
             self.lines.append(text)
 
     status = Status()
-    progress = LiveProgress(status, "concurrency 4", LlmConfig(requests=10))
+    progress = LiveProgress(status, "c=4", LlmConfig(requests=10))
     progress.t0 -= 2.0  # two seconds in
     good = RequestResult(index=0, scheduled=0.0, sent=0.0, chunk_times=[0.05, 0.06, 0.07], output_tokens=3, ok=True)
     progress(good)
@@ -251,8 +251,11 @@ def test_live_progress_line() -> None:
     progress.last = 0.0  # force a redraw
     progress(good)
     line = status.lines[-1]
-    assert line.startswith("concurrency 4: 2 ok, 1 failed") and "req/s" in line
-    assert "TTFT p50 50.0 ms" in line and "TPOT p50 10.00 ms" in line and "3/10 requests" in line
+    assert line.startswith("c=4: 2 ok, 1 failed") and "req/s" in line
+    assert "TTFT 50.0 ms" in line and "TPOT 10.00 ms" in line and "3/10 requests" in line
+    progress.last = 0.0
+    progress.tick()  # the monitor's tick redraws too (the clock moves while nothing ends)
+    assert len(status.lines) == 3
     timed = LiveProgress(status, "rate 2/s", LlmConfig(duration=30))
     assert timed.text(timed.t0 + 5).endswith("5/30 s")
 
@@ -265,3 +268,11 @@ def test_max_error_rate_stops_the_point_early() -> None:
     assert outcome.duration < 5 and 10 <= len(outcome.results) < 200  # stopped after the first 10 ended
     m = point_metrics(cfg, outcome)
     assert m["errors"] == {"http_500": m["failed"]} and m["client_health"]["stopped_early"]
+
+
+def test_progress_ticks_while_requests_run() -> None:
+    ticks: list[float] = []
+    cfg = LlmConfig(backend="openai", model="sim", requests=2, output_tokens=2, input_tokens=2)
+    with running(SimConfig(ttft_ms=600, itl_ms=1)) as sim:
+        outcome = asyncio.run(run_point(sim.url, cfg, 2, None, on_tick=lambda: ticks.append(time.perf_counter())))
+    assert all(r.ok for r in outcome.results) and len(ticks) >= 2  # ~4 a second before any request ended

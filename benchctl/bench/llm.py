@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import itertools
 import random
 import time
 from collections import Counter
@@ -118,6 +119,7 @@ class PointOutcome:
 
 async def run_point(url: str, cfg: LlmConfig, concurrency: int, rate: float | None,
                     on_done: Callable[[RequestResult], None] | None = None,
+                    on_tick: Callable[[], None] | None = None,
                     headers: dict[str, str] | None = None) -> PointOutcome:
     """One sweep point: closed loop with ``concurrency`` users, or open loop at ``rate`` capped by it."""
     limit = cfg.requests + cfg.warmup if cfg.requests else 0
@@ -128,11 +130,13 @@ async def run_point(url: str, cfg: LlmConfig, concurrency: int, rate: float | No
     errors, finished = [0], [0]  # measured requests that failed / ended
 
     async def monitor() -> None:
-        while True:
+        for n in itertools.count(1):
             t = time.perf_counter()
             await asyncio.sleep(0.01)
             # uvloop's timers have 1 ms resolution and may fire a little early: clamp at 0.
             lag.append(max(0.0, time.perf_counter() - t - 0.01))
+            if on_tick is not None and n % 25 == 0:  # ~4 times a second, even while no request ends
+                on_tick()
 
     await pool.warm(min(concurrency, MAX_WARM))
     # The cyclic GC stops the loop for tens of ms once the heap holds many results: off while measuring.

@@ -241,7 +241,9 @@ def run_llm(app: App, args: ParsedArgs, target: str) -> None:
     for concurrency, rate in sweep:
         label = f"rate {rate:g}/s" if rate is not None else f"concurrency {concurrency}"
         with app.ui.status(f"{label}: starting…") as status:
-            outcome = aio.run(run_point(url, cfg, concurrency, rate, LiveProgress(status, label, cfg), headers))
+            short = f"rate {rate:g}/s" if rate is not None else f"c={concurrency}"
+            progress = LiveProgress(status, short, cfg)
+            outcome = aio.run(run_point(url, cfg, concurrency, rate, progress, progress.tick, headers))
         t0 = min((r.scheduled for r in outcome.results), default=0.0)
         for r in outcome.results:
             writer.request({"point": label, **r.to_record(t0)})
@@ -283,8 +285,9 @@ def run_llm(app: App, args: ParsedArgs, target: str) -> None:
 
 class LiveProgress:
     """The live status line of a running point: requests done and failed, request rate, running medians of
-    TTFT and TPOT over the last requests, and time or requests left. Called per finished request on the
-    event loop; redraws at most 5 times a second, so it costs the measurement nothing."""
+    TTFT and TPOT over the last 256 requests, and time or requests so far. Called per finished request and
+    by the load generator's monitor (~4/s, so the clock moves while long requests run), on the event loop;
+    redraws at most 5 times a second, so it costs the measurement nothing."""
 
     def __init__(self, status: Any, label: str, cfg: LlmConfig) -> None:
         self.status, self.label, self.cfg = status, label, cfg
@@ -303,6 +306,9 @@ class LiveProgress:
                 self.tpot.append(r.tpot)
         else:
             self.failed += 1
+        self.tick()
+
+    def tick(self) -> None:
         now = time.perf_counter()
         if now - self.last >= 0.2:
             self.last = now
@@ -313,9 +319,9 @@ class LiveProgress:
         parts = [f"{self.label}: {self.ok} ok" + (f", {self.failed} failed" if self.failed else ""),
                  f"{self.ok / elapsed if elapsed > 0 else 0.0:.1f} req/s"]
         if self.ttft:
-            parts.append(f"TTFT p50 {1000 * statistics.median(self.ttft):.1f} ms")
+            parts.append(f"TTFT {1000 * statistics.median(self.ttft):.1f} ms")
         if self.tpot:
-            parts.append(f"TPOT p50 {1000 * statistics.median(self.tpot):.2f} ms")
+            parts.append(f"TPOT {1000 * statistics.median(self.tpot):.2f} ms")
         total = self.cfg.requests + self.cfg.warmup
         parts.append(f"{self.ok + self.failed}/{total} requests" if self.cfg.requests else
                      f"{min(elapsed, self.cfg.duration):.0f}/{self.cfg.duration:.0f} s")
