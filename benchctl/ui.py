@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -50,7 +51,10 @@ class Ui:
     """Prints to the terminal and the transcript under one lock (the poller thread prints too)."""
 
     def __init__(self, console: Console | None = None, transcript: Transcript | None = None) -> None:
-        self.console = console or Console(highlight=False)
+        # Piped or redirected output has no width: take the transcript's 120 columns rather than rich's 80,
+        # which would cut the wider tables (LLM sweeps) into ellipses. $COLUMNS still wins.
+        wide = None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 120
+        self.console = console or Console(highlight=False, width=wide)
         self.transcript = transcript or Transcript()
         self._lock = threading.RLock()
         self.errors = 0
