@@ -366,5 +366,5 @@ def test_check_shows_the_model_and_the_parallel_layout(vllm_app: Any, fake_slurm
     assert "  layout: TP 4 x PP 2 on 2 node(s) x 4 GPU(s) over Ray" in out
     [job] = vllm_app.jobs.all()
     cpu = Vllm.details(vllm_app.service("vllm"), job.__class__(**{**job.__dict__, "options": {
-        **job.options, "nodes": 1, "gpus_per_node": 0}}))
+        **job.options, "nodes": "1", "gpus_per_node": "0"}}))  # the job table keeps text
     assert cpu[-1] == ("layout", "TP 1 x PP 1 on 1 node(s) x 0 GPU(s)")

@@ -7,8 +7,6 @@ import os
 import re
 import statistics
 import time
-import urllib.error
-import urllib.request
 from collections import Counter, deque
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -118,11 +116,10 @@ def top_error(results: list[Any]) -> str:
 
 def scrape(url: str) -> dict[str, float]:
     """Prometheus text from URL/metrics as {name{labels}: value}; {} when the server has none."""
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-    try:
-        with opener.open(url + "/metrics", timeout=5) as resp:
-            text = resp.read().decode("utf-8", "replace")
-    except (OSError, urllib.error.URLError, ValueError):
+    from benchctl.services.base import http_get
+
+    status, text = http_get(url + "/metrics", timeout=5, limit=None)  # vLLM's page is far over 64 KiB
+    if status != 200:
         return {}
     out = {}
     for line in text.splitlines():
@@ -241,8 +238,7 @@ def run_llm(app: App, args: ParsedArgs, target: str) -> None:
     for concurrency, rate in sweep:
         label = f"rate {rate:g}/s" if rate is not None else f"concurrency {concurrency}"
         with app.ui.status(f"{label}: starting…") as status:
-            short = f"rate {rate:g}/s" if rate is not None else f"c={concurrency}"
-            progress = LiveProgress(status, short, cfg)
+            progress = LiveProgress(status, short_label(concurrency, rate), cfg)
             outcome = aio.run(run_point(url, cfg, concurrency, rate, progress, progress.tick, headers))
         t0 = min((r.scheduled for r in outcome.results), default=0.0)
         for r in outcome.results:
@@ -281,6 +277,11 @@ def run_llm(app: App, args: ParsedArgs, target: str) -> None:
         app.ui.info("server's own timing (last point, p50): " + ", ".join(
             f"{key.removesuffix('_ms')} {value.get('p50', 0):.1f} ms" for key, value in timing.items()))
     app.ui.info(f"results: {path}" + (f" (and {output})" if output else ""))
+
+
+def short_label(concurrency: int, rate: float | None) -> str:
+    """A sweep point in the status line and the summary table: 'c=8' or 'rate 2/s'."""
+    return f"rate {rate:g}/s" if rate is not None else f"c={concurrency}"
 
 
 class LiveProgress:
@@ -335,7 +336,7 @@ def show_llm_summary(app: App, points: list[dict[str, Any]], goodput: bool) -> N
     for col in cols:
         table.add_column(col, justify="left" if col == "POINT" else "right")
     for p in points:
-        label = f"rate {p['rate']:g}/s" if p["rate"] is not None else f"c={p['concurrency']}"
+        label = short_label(p["concurrency"], p["rate"])
 
         def ms(key: str, p: dict[str, Any] = p) -> str:
             value = p.get(key)

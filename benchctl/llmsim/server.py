@@ -224,6 +224,19 @@ class Simulator:
         m.e2e.observe(CLOCK() - plan.arrival)
         return True
 
+    async def whole_text(self, plan: Plan) -> str | None:
+        """A non-streamed answer: every token on its schedule, joined; None when the plan cuts it."""
+        pieces: list[str] = []
+
+        async def collect(first: int, end: int) -> None:
+            pieces.extend(self.text(i) for i in range(first, end))
+
+        try:
+            await self.generate(plan, collect)
+        except Disconnect:
+            return None
+        return "".join(pieces)
+
     @staticmethod
     def cut(request: web.BaseRequest, resp: web.StreamResponse) -> web.StreamResponse:
         """Close the connection mid-body: the client sees the chunked body end without its terminator."""
@@ -260,16 +273,9 @@ class Simulator:
                     "total_tokens": plan.prompt_tokens + completion}
 
         if not body.get("stream"):
-            pieces: list[str] = []
-
-            async def collect(first: int, end: int) -> None:
-                pieces.extend(self.text(i) for i in range(first, end))
-
-            try:
-                await self.generate(plan, collect)
-            except Disconnect:
+            text = await self.whole_text(plan)
+            if text is None:
                 return self.cut(request, web.StreamResponse())
-            text = "".join(pieces)
             choice: dict[str, Any] = {"index": 0, "logprobs": None, "finish_reason": plan.finish_reason,
                                       "stop_reason": None}
             if chat:
@@ -374,16 +380,10 @@ class Simulator:
             return obj
 
         if body.get("stream") is False:
-            pieces: list[str] = []
-
-            async def collect(first: int, end: int) -> None:
-                pieces.extend(self.text(i) for i in range(first, end))
-
-            try:
-                await self.generate(plan, collect)
-            except Disconnect:
+            text = await self.whole_text(plan)
+            if text is None:
                 return self.cut(request, web.StreamResponse())
-            return web.json_response(final("".join(pieces)))
+            return web.json_response(final(text))
 
         resp = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
         await resp.prepare(request)

@@ -70,11 +70,11 @@ class ServiceContext:
 _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
-def http_get(url: str, timeout: float = 3.0) -> tuple[int, str]:
-    """GET ``url``; returns (status, body). Status 0 means no connection."""
+def http_get(url: str, timeout: float = 3.0, limit: int | None = 65536) -> tuple[int, str]:
+    """GET ``url``; returns (status, body: at most ``limit`` bytes, None = all). Status 0 = no connection."""
     try:
         with _OPENER.open(url, timeout=timeout) as resp:
-            return resp.status, resp.read(65536).decode("utf-8", errors="replace")
+            return resp.status, resp.read(limit).decode("utf-8", errors="replace")
     except urllib.error.HTTPError as exc:
         return exc.code, ""
     except (OSError, ValueError):
@@ -174,7 +174,7 @@ class SlurmServer(ABC):
                                                       "values": {k: str(v) for k, v in values.items()}}, indent=1))
         job = Job(id=job_id, service=self.name, executor=self.ctx.executor.name, script_path=str(script_path),
                   out_path=str(run_dir / f"slurm-{job_id}.out"), err_path=str(run_dir / f"slurm-{job_id}.err"),
-                  run_dir=str(run_dir), options={k: str(v) for k, v in values.items()})
+                  run_dir=str(run_dir), options={k: str(v) for k, v in values.items() if v is not None})
         self.ctx.jobs.add(job)
         return job
 
@@ -199,8 +199,7 @@ class SlurmServer(ABC):
 
     def details(self, job: Job) -> list[tuple[str, str]]:
         """(label, value) lines for `check`: the job's notable options."""
-        return [(name.replace("_", " "), str(job.options[name])) for name in self.shown_options
-                if str(job.options.get(name, "")) not in ("", "None")]
+        return [(name.replace("_", " "), job.options[name]) for name in self.shown_options if job.options.get(name)]
 
     # How often wait_ready polls at most; batch jobs that run for hours override it.
     max_poll_interval: ClassVar[float] = 5.0

@@ -108,7 +108,7 @@ class Vllm(SlurmServer):
     def details(self, job: Job) -> list[tuple[str, str]]:
         """The model, and the parallel layout the job was sized for (vLLM's defaults made explicit)."""
         def number(name: str) -> int | None:  # options come back from the job table as text
-            text = str(job.options.get(name, "")).strip()
+            text = job.options.get(name, "")
             return int(text) if text.isdigit() else None
 
         nodes = number("nodes") or 1
