@@ -43,8 +43,11 @@ def build_parser() -> argparse.ArgumentParser:
     mode.add_argument("-e", "--execute", metavar="CMDS", help="run commands separated by ';' and exit")
     mode.add_argument("--script", metavar="FILE", help="run commands from FILE (one per line, # comments)")
     p.add_argument("--keep-going", action="store_true", help="with --script/stdin: continue after a failed command")
-    p.add_argument("--executor", choices=("auto", "slurm", "local"), help="where jobs run (default: config)")
-    p.add_argument("--profile", choices=("auto", "meluxina", "local"), help="site profile (default: config)")
+    from benchctl.config import PROFILES
+    from benchctl.executors import executor_choices
+
+    p.add_argument("--executor", choices=executor_choices(), help="where jobs run (default: config)")
+    p.add_argument("--profile", choices=("auto", *PROFILES), help="site profile (default: config)")
     p.add_argument("--version", action="version", version=f"benchctl {__version__}")
     p.add_argument("command", nargs=argparse.REMAINDER, help="one command to run, e.g. `benchctl status`")
     return p

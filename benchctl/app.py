@@ -18,12 +18,14 @@ from typing import TYPE_CHECKING
 from benchctl.commands import CommandError, ExitRepl, Registry, parse_args, split_line
 from benchctl.config import ConfigError, Settings, load_settings, state_dir
 from benchctl.executors import Executor, ExecutorError, make_executor, resolve_executor_name
+from benchctl.executors.process import Runner
 from benchctl.jobs import JobTable
 from benchctl.redact import redact
-from benchctl.slurm.runner import Runner
+from benchctl.registry import Registry as NameRegistry
 from benchctl.ui import Ui
 
 if TYPE_CHECKING:
+    from benchctl.bench.kind import BenchKind
     from benchctl.services import ServiceContext, SlurmServer
 
 log = logging.getLogger(__name__)
@@ -48,6 +50,8 @@ class App:
         self._executor = executor_obj
         self._templates_dir = templates_dir
         self._ctx: ServiceContext | None = None
+        self._services: NameRegistry[type[SlurmServer]] | None = None
+        self._bench_kinds: NameRegistry[BenchKind] | None = None
         self.history_strings: list[str] = []  # set by the REPL; `history` reads it
         self.last_failed = False
         from benchctl.commands.bench import register as register_bench_commands
@@ -89,12 +93,28 @@ class App:
                                        host_bin_dir=os.path.dirname(sys.executable))
         return self._ctx
 
-    def service(self, name: str) -> SlurmServer:
-        from benchctl.services import SERVICES
+    @property
+    def services(self) -> NameRegistry[type[SlurmServer]]:
+        """This session's service registry (a copy of ``benchctl.services.SERVICES``: register more here)."""
+        if self._services is None:
+            from benchctl.services import SERVICES
 
-        cls = SERVICES.get(name)
+            self._services = SERVICES.copy()
+        return self._services
+
+    @property
+    def bench_kinds(self) -> NameRegistry[BenchKind]:
+        """This session's bench kinds (a copy of ``benchctl.bench.BENCH_KINDS``: register more here)."""
+        if self._bench_kinds is None:
+            from benchctl.bench import BENCH_KINDS
+
+            self._bench_kinds = BENCH_KINDS.copy()
+        return self._bench_kinds
+
+    def service(self, name: str) -> SlurmServer:
+        cls = self.services.get(name)
         if cls is None:
-            raise CommandError(f"unknown service {name!r} (available: {', '.join(sorted(SERVICES))})")
+            raise CommandError(f"unknown service {name!r} (available: {', '.join(sorted(self.services.names()))})")
         return cls(self.service_context())
 
     # ---- running commands ------------------------------------------------------------------------

@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING
 from prompt_toolkit.completion import CompleteEvent, Completer, Completion, PathCompleter
 from prompt_toolkit.document import Document
 
-from benchctl.commands import ArgKind, Command, OptSpec, find_spec
+from benchctl.commands import Command
+from benchctl.options import Complete, Option, find_option
 
 if TYPE_CHECKING:
     from benchctl.app import App
@@ -46,56 +47,58 @@ class BenchctlCompleter(Completer):
     def _for_command(self, command: Command, done: list[str], current: str) -> Iterator[Completion]:
         positionals: list[str] = []
         used: set[str] = set()
-        pending: OptSpec | None = None  # an option still waiting for its value
+        pending: Option | None = None  # an option still waiting for its value
         for word in done:
             if pending is not None:
                 pending = None
                 continue
             if word.startswith("-"):
-                spec = find_spec(command.all_options(self.app, positionals), word.split("=", 1)[0])
+                spec = find_option(command.all_options(self.app, positionals), word.split("=", 1)[0])
                 if spec is not None:
                     used.add(spec.flag)
-                    if spec.value is not None and "=" not in word:
+                    if not spec.is_switch and "=" not in word:
                         pending = spec
                 continue
             positionals.append(word)
         specs = command.all_options(self.app, positionals)
         if pending is not None:
-            yield from self._values(pending.value, current, pending.choices)
+            yield from self._values(pending.completion, current, pending.choices)
             return
         if current.startswith("-"):
             for spec in specs:
                 if spec.flag not in used and spec.flag.startswith(current):
-                    yield Completion(spec.flag, -len(current), display_meta=spec.help)
+                    yield Completion(spec.flag, -len(current), display_meta=spec.help_text)
             return
         if len(positionals) < len(command.args):
             yield from self._values(command.args[len(positionals)], current, ())
         elif not current:
             for spec in specs:
                 if spec.flag not in used:
-                    yield Completion(spec.flag, 0, display_meta=spec.help)
+                    yield Completion(spec.flag, 0, display_meta=spec.help_text)
 
-    def _values(self, kind: ArgKind | None, current: str, choices: Iterable[str]) -> Iterator[Completion]:
-        if kind in (ArgKind.SERVICE, ArgKind.TARGET, ArgKind.TARGET_ALL):
-            from benchctl.services import SERVICES
-
-            for name, cls in sorted(SERVICES.items()):
-                if name.startswith(current):
-                    yield Completion(name, -len(current), display_meta=cls.summary)
-        if kind in (ArgKind.JOB, ArgKind.TARGET, ArgKind.TARGET_ALL):
+    def _values(self, kind: Complete, current: str, choices: Iterable[str]) -> Iterator[Completion]:
+        if kind in (Complete.SERVICE, Complete.TARGET, Complete.TARGET_ALL, Complete.BENCH):
+            for cls in sorted(self.app.services, key=lambda c: c.name):
+                if cls.name.startswith(current) and (kind is not Complete.BENCH or cls.bench_kind):
+                    yield Completion(cls.name, -len(current), display_meta=cls.summary)
+        if kind is Complete.BENCH:
+            for bench in self.app.bench_kinds:
+                if bench.direct and bench.name.startswith(current) and bench.name not in self.app.services:
+                    yield Completion(bench.name, -len(current), display_meta=bench.summary)
+        if kind in (Complete.JOB, Complete.TARGET, Complete.TARGET_ALL):
             for job in reversed(self.app.jobs.all()):
                 if job.id.startswith(current):
                     where = job.host or job.nodes
                     meta = f"{job.service} {job.state.value}" + (f" {where}" if where else "")
                     yield Completion(job.id, -len(current), display_meta=meta)
-        if kind is ArgKind.TARGET_ALL and "all".startswith(current):
+        if kind is Complete.TARGET_ALL and "all".startswith(current):
             yield Completion("all", -len(current), display_meta="every active job")
-        if kind is ArgKind.COMMAND:
+        if kind is Complete.COMMAND:
             yield from self._commands(current)
-        if kind is ArgKind.CHOICE:
+        if kind is Complete.CHOICE:
             for choice in choices:
                 if choice.startswith(current):
                     yield Completion(choice, -len(current))
-        if kind is ArgKind.PATH:
+        if kind is Complete.PATH:
             sub = Document(current, len(current))
             yield from self._paths.get_completions(sub, CompleteEvent(completion_requested=True))

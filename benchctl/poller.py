@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from benchctl.executors.base import ExecutorError
 from benchctl.jobs import Job
+from benchctl.services.server import Server
 from benchctl.slurm.states import JobState
 from benchctl.tracking import refresh_jobs
 
@@ -80,7 +81,8 @@ class Poller:
             new = updated.get(old.id, old)
             if new.state is JobState.RUNNING and not new.ready and new.port:
                 try:
-                    if self.app.service(new.service).probe(new):
+                    service = self.app.service(new.service)
+                    if isinstance(service, Server) and service.probe(new):
                         new = self.app.jobs.update(new.id, ready=True) or new
                 except Exception:
                     log.exception("readiness probe failed")

@@ -42,28 +42,38 @@ class TemplateError(ValueError):
 
 
 class Renderer:
-    """A Jinja2 environment over one template directory."""
+    """Jinja2 environments over the template directory (and, per call, a service's own folder first)."""
 
     def __init__(self, directory: Path | None = None) -> None:
+        self.directory = directory or find_resource_dir("batch_templates")
+        self._envs: dict[tuple[str, ...], Any] = {}
+        self.env = self._env(())
+
+    def _env(self, extra: tuple[str, ...]) -> Any:
         import jinja2  # lazily: only rendering needs it
 
-        self.directory = directory or find_resource_dir("batch_templates")
-        self.env = jinja2.Environment(
-            loader=jinja2.FileSystemLoader(str(self.directory)),
-            undefined=jinja2.StrictUndefined,
-            keep_trailing_newline=True,
-            trim_blocks=True,
-            lstrip_blocks=True,
-            autoescape=False,
-        )
-        self.env.filters["q"] = shell_quote
-        self.env.filters["shjoin"] = shell_join
+        env = self._envs.get(extra)
+        if env is None:
+            env = jinja2.Environment(
+                loader=jinja2.FileSystemLoader([*extra, str(self.directory)]),
+                undefined=jinja2.StrictUndefined,
+                keep_trailing_newline=True,
+                trim_blocks=True,
+                lstrip_blocks=True,
+                autoescape=False,
+            )
+            env.filters["q"] = shell_quote
+            env.filters["shjoin"] = shell_join
+            self._envs[extra] = env
+        return env
 
-    def render(self, name: str, context: Mapping[str, Any]) -> str:
+    def render(self, name: str, context: Mapping[str, Any], *, search: Path | None = None) -> str:
+        """Render template ``name``; ``search`` is a folder looked in before the template directory."""
         import jinja2
 
+        env = self._env((str(search),) if search else ())
         try:
-            return self.env.get_template(name).render(**context)
+            return str(env.get_template(name).render(**context))
         except jinja2.UndefinedError as exc:
             raise TemplateError(f"{name}: {exc.message}") from None
         except jinja2.TemplateError as exc:

@@ -4,14 +4,24 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
-from pathlib import Path
 
 from benchctl.executors.base import Executor
+from benchctl.executors.files import JobFiles, PathLike, read_bounded
 from benchctl.jobs import Job, JobTable
 from benchctl.slurm import logparse
 from benchctl.slurm.states import JobState
 
 log = logging.getLogger(__name__)
+
+
+def read_log_info(files: JobFiles, *paths: PathLike | None) -> logparse.LogInfo:
+    """Markers and kill lines of a job's stdout and stderr files, read through the executor's ``JobFiles``
+    (missing files are fine: the job may not have started)."""
+    info = logparse.LogInfo()
+    for path in paths:
+        if path:
+            logparse.parse_lines(read_bounded(files, path), info)
+    return info
 
 
 def refresh_jobs(executor: Executor, table: JobTable, jobs: Iterable[Job]) -> dict[str, Job]:
@@ -34,8 +44,7 @@ def refresh_jobs(executor: Executor, table: JobTable, jobs: Iterable[Job]) -> di
                 changes["exit_code"] = status.exit_code
         state = changes.get("state", job.state)
         if state is not JobState.PENDING or job.host:
-            info = logparse.parse_files(Path(job.out_path) if job.out_path else None,
-                                        Path(job.err_path) if job.err_path else None)
+            info = read_log_info(executor.files, job.out_path, job.err_path)
             if info.host:
                 changes["host"] = info.node
             if info.ip:

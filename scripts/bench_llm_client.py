@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from benchctl import aio
-from benchctl.bench.llm import LlmConfig, PointOutcome, point_metrics, run_point
+from benchctl.bench.llm.loadgen import LlmConfig, PointOutcome, point_metrics, run_point
 from benchctl.bench.stats import summarize
 
 ROOT = Path(__file__).resolve().parent.parent

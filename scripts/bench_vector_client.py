@@ -24,8 +24,8 @@ from collections.abc import Callable
 
 import numpy as np
 
-from benchctl.bench.stores import ChromaStore, IndexParams
-from benchctl.bench.vector_data import synthetic
+from benchctl.bench.vector.data import synthetic
+from benchctl.bench.vector.stores import ChromaStore, IndexParams
 
 
 def free_port() -> int:

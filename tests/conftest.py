@@ -34,6 +34,13 @@ def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path
 
 
+@pytest.fixture
+def fixed_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Everything a rendered script depends on, fixed (the paths need not exist: rendering creates nothing)."""
+    monkeypatch.setenv("BENCHCTL_HOME", "/home/u/benchctl")
+    monkeypatch.setenv("USER", "u")
+
+
 def string_ui(width: int = 120) -> tuple[Ui, io.StringIO]:
     buf = io.StringIO()
     console = Console(file=buf, width=width, color_system=None, force_terminal=False, highlight=False)

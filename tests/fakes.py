@@ -8,8 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import PurePosixPath
 
-from benchctl.slurm.runner import CommandNotFound, Completed, Runner
+from benchctl.executors.files import FileInfo, JobFiles, PathLike
+from benchctl.executors.process import CommandNotFound, Completed, Runner
 
 
 @dataclass
@@ -84,3 +86,56 @@ class FakeSlurm(Runner):
         if job is not None and not any(a.startswith("--signal") for a in argv):
             job.state = "CANCELLED by 0"
         return Completed(argv, 0, "", "")
+
+
+class MemoryFiles(JobFiles):
+    """A job's files held in memory: proves that nothing above the executor opens a job's path itself."""
+
+    def __init__(self) -> None:
+        self.data: dict[str, bytes] = {}
+        self.dirs: set[str] = set()
+        self.modes: dict[str, int] = {}
+        self.mtimes: dict[str, float] = {}
+        self.clock = 1_000_000.0
+
+    @staticmethod
+    def _key(path: PathLike) -> str:
+        return str(PurePosixPath(str(path)))
+
+    def put(self, path: PathLike, text: str | bytes) -> None:
+        key = self._key(path)
+        self.data[key] = text.encode() if isinstance(text, str) else text
+        self.clock += 1
+        self.mtimes[key] = self.clock
+        self.mkdir(PurePosixPath(key).parent)
+
+    def stat(self, path: PathLike) -> FileInfo | None:
+        key = self._key(path)
+        if key in self.data:
+            return FileInfo(len(self.data[key]), self.mtimes[key], False)
+        return FileInfo(0, 0.0, True) if key in self.dirs else None
+
+    def read_bytes(self, path: PathLike, offset: int = 0, length: int | None = None) -> bytes:
+        key = self._key(path)
+        if key not in self.data:
+            raise FileNotFoundError(key)
+        data = self.data[key][offset:]
+        return data if length is None else data[:length]
+
+    def write_text(self, path: PathLike, text: str, *, mode: int = 0o600) -> None:
+        self.put(path, text)
+        self.modes[self._key(path)] = mode
+
+    def mkdir(self, path: PathLike, *, mode: int = 0o700) -> None:
+        folder = PurePosixPath(self._key(path))
+        for part in (folder, *folder.parents):
+            if str(part) not in ("/", "."):
+                self.dirs.add(str(part))
+
+    def listdir(self, path: PathLike) -> list[str]:
+        prefix = self._key(path) + "/"
+        names = {k[len(prefix):].split("/", 1)[0] for k in [*self.data, *self.dirs] if k.startswith(prefix)}
+        return sorted(names)
+
+    def chmod(self, path: PathLike, mode: int) -> None:
+        self.modes[self._key(path)] = mode

@@ -1,4 +1,5 @@
-"""The completer (benchctl/completion.py), called directly: Tab through a terminal is asynchronous (P13)."""
+"""The completer (benchctl/completion.py), called directly: Tab through a real terminal is asynchronous (the
+completion arrives after the keys that follow it), so exact candidates are checked here, not through a pty."""
 
 from __future__ import annotations
 
@@ -83,7 +84,7 @@ def test_options_of_start_chroma(app: App) -> None:
     assert all(o.startswith("--") for o in opts)
     assert completions(app, "start chroma --da") == ["--data-dir"]
     [c] = raw_completions(app, "start chroma --ti")
-    assert applied("start chroma --ti", c) == "start chroma --time"  # dashes do not split the word (P16)
+    assert applied("start chroma --ti", c) == "start chroma --time"  # dashes do not split the word
 
 
 def test_options_offered_after_a_space(app: App) -> None:

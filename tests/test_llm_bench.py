@@ -15,9 +15,9 @@ import orjson
 import pytest
 
 from benchctl.app import App
-from benchctl.bench.llm import LlmConfig, arrival_offsets, point_metrics, run_point
-from benchctl.bench.llm_prompts import prompt_text
-from benchctl.bench.llm_stream import OllamaStream, OpenAIStream, RequestResult
+from benchctl.bench.llm.loadgen import LlmConfig, arrival_offsets, point_metrics, run_point
+from benchctl.bench.llm.prompts import prompt_text
+from benchctl.bench.llm.stream import OllamaStream, OpenAIStream, RequestResult
 from benchctl.llmsim import SimConfig, running
 
 
@@ -233,7 +233,7 @@ def test_api_key_comes_from_the_named_variable_and_is_never_recorded(app: App, t
 
 
 def test_live_progress_line() -> None:
-    from benchctl.commands.bench_llm import LiveProgress
+    from benchctl.bench.llm.kind import LiveProgress
 
     class Status:
         def __init__(self) -> None:

@@ -1,4 +1,4 @@
-"""The LLM load generator's HTTP/1.1 transport (benchctl.bench.llm_http) against real loopback servers that write
+"""The LLM load generator's HTTP/1.1 transport (benchctl.bench.llm.http) against real loopback servers that write
 raw bytes, so every test controls exactly what goes on the wire and how it is split into TCP writes; and the
 whole client against the in-process simulator."""
 
@@ -16,8 +16,8 @@ from typing import Any, TypeVar
 import httptools
 import pytest
 
-from benchctl.bench.llm import LlmConfig, run_point
-from benchctl.bench.llm_http import ERROR_BODY_BYTES, Connection, Pool, RequestFailed, Target
+from benchctl.bench.llm.http import ERROR_BODY_BYTES, Connection, Pool, RequestFailed, Target
+from benchctl.bench.llm.loadgen import LlmConfig, run_point
 from benchctl.llmsim import SimConfig, running
 
 T = TypeVar("T")

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from benchctl.bench.llm import LlmConfig, request_body
-from benchctl.bench.llm_prompts import PromptError, calibrate, load_prompts, prompt_text
+from benchctl.bench.llm.loadgen import LlmConfig, request_body
+from benchctl.bench.llm.prompts import PromptError, calibrate, load_prompts, prompt_text
 from benchctl.services.vllm import served_models
 
 
@@ -145,7 +145,7 @@ def test_calibration_against_the_simulators_tokenize() -> None:
 
 
 def test_server_means_from_histogram_deltas() -> None:
-    from benchctl.commands.bench_llm import server_means
+    from benchctl.bench.llm.server_metrics import server_means
 
     deltas = {'vllm:time_to_first_token_seconds_sum{model_name="a"}': 1.0,
               'vllm:time_to_first_token_seconds_count{model_name="a"}': 10.0,

@@ -3,7 +3,7 @@ the service (options, batch script, golden files) and a whole job through the lo
 
 Golden files:
 
-    BENCHCTL_UPDATE_GOLDEN=1 .venv/bin/python -m pytest tests/test_llmsim.py
+    BENCHCTL_UPDATE_GOLDEN=1 .venv/bin/python -m pytest tests/test_golden.py tests/test_llmsim.py
 """
 
 from __future__ import annotations
@@ -23,15 +23,14 @@ from typing import Any
 import aiohttp
 import pytest
 
-from benchctl.config import load_settings
-from benchctl.executors.local import LocalExecutor, sbatch_options
-from benchctl.jobs import JobTable
+from benchctl.app import App
+from benchctl.executors.local import sbatch_options
 from benchctl.llmsim import SimConfig, count_messages, count_words, parse_args, running
-from benchctl.services import ServiceContext
+from benchctl.options import OptionError
 from benchctl.services.llmsim import LlmSim
 from benchctl.slurm.states import JobState
-from benchctl.templates import Renderer, TemplateError
-from tests.test_templates import BASH, GOLDEN_DIR, HOST_BIN_DIR, RUNTIMES, assert_golden, bash_syntax_ok
+from tests.fakes import FakeSlurm
+from tests.test_templates import BASH, HOST_BIN_DIR, bash_syntax_ok, service_for
 
 RUN_DIR = Path("/home/u/benchctl/jobs/llm-sim-X")
 IMAGE = "oras://registry.example.org/benchctl/llmsim:0.1"
@@ -319,19 +318,9 @@ def test_cli_settings() -> None:
 # ---- the service ----------------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def fixed_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("BENCHCTL_HOME", "/home/u/benchctl")
-    monkeypatch.setenv("USER", "u")
-
-
 def make_service(tmp_path: Path, runtime: str, images: dict[str, str] | None = None,
                  host_bin_dir: str = HOST_BIN_DIR) -> LlmSim:
-    profile, executor = RUNTIMES[runtime]
-    ctx = ServiceContext(settings=load_settings(executor=executor, profile=profile),
-                         executor=LocalExecutor(tmp_path / "local-state"), jobs=JobTable(None), renderer=Renderer(),
-                         images=images or {}, host_bin_dir=host_bin_dir)
-    return LlmSim(ctx)
+    return service_for("llm-sim", tmp_path, runtime, images, host_bin_dir)  # type: ignore[no-any-return]
 
 
 def render(tmp_path: Path, runtime: str, images: dict[str, str] | None = None,
@@ -340,22 +329,6 @@ def render(tmp_path: Path, runtime: str, images: dict[str, str] | None = None,
     values = service.resolve(options or {})
     assert values["runtime"] == runtime
     return service.render(values, RUN_DIR)
-
-
-@pytest.mark.usefixtures("fixed_env")
-@pytest.mark.parametrize("name", sorted(GOLDEN))
-def test_golden(tmp_path: Path, name: str) -> None:
-    runtime, images, options = GOLDEN[name]
-    script = render(tmp_path, runtime, images, options)
-    golden = GOLDEN_DIR / f"llm-sim-{name}.sh"
-    assert_golden(golden, script)
-
-
-@pytest.mark.skipif(BASH is None, reason="bash not installed")
-@pytest.mark.parametrize("name", sorted(GOLDEN))
-def test_golden_files_pass_bash_n(name: str) -> None:
-    ok, err = bash_syntax_ok((GOLDEN_DIR / f"llm-sim-{name}.sh").read_text())
-    assert ok, err
 
 
 @pytest.mark.usefixtures("fixed_env")
@@ -384,11 +357,19 @@ def test_hostile_model_name_is_quoted(tmp_path: Path) -> None:
     assert "MODEL='x'\"'\"'; touch /tmp/pwned; `id` $(id)'" in script
 
 
-@pytest.mark.parametrize("options", [{"ttft_ms": "abc"}, {"itl_ms": "-1"}, {"error_rate": "1.5"},
-                                     {"disconnect_rate": "nan"}, {"output_tokens": 0}, {"model": " "}])
-def test_bad_values_are_template_errors(tmp_path: Path, options: dict[str, Any]) -> None:
-    with pytest.raises(TemplateError, match="llm-sim"):
-        render(tmp_path, "none", options=options)
+@pytest.mark.parametrize(("flag", "value"), [("--ttft-ms", "abc"), ("--itl-ms", "-1"), ("--error-rate", "1.5"),
+                                           ("--disconnect-rate", "nan"), ("--output-tokens", "0"), ("--model", " ")])
+def test_bad_values_are_refused_by_their_option(flag: str, value: str) -> None:
+    """Refused when the line (or a recipe) is parsed, before anything is rendered or submitted."""
+    [opt] = [o for o in LlmSim.start_options() if o.flag == flag]
+    with pytest.raises(OptionError, match=flag):
+        opt.convert(value)
+
+
+def test_bad_value_on_the_command_line_submits_nothing(app: App, fake_slurm: FakeSlurm) -> None:
+    assert app.run_line("start llm-sim --error-rate 1.5") is False
+    assert "--error-rate" in app.out.getvalue()  # type: ignore[attr-defined]
+    assert not [c for c in fake_slurm.calls if c[0] == "sbatch"]
 
 
 # ---- a whole job: the rendered script, the local executor, the real simulator -----------------------------

@@ -128,17 +128,7 @@ def wait_for_text(path: Path, text: str, timeout: float = 5.0) -> None:
 
 def session_processes(sid: int) -> list[int]:
     """Live (non-zombie) processes whose session id is ``sid``, read from /proc."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        if int(fields[3]) == sid and fields[0] != "Z":
-            found.append(int(entry.name))
-    return found
+    return LocalExecutor._session_members(sid)
 
 
 def is_live(pid: int) -> bool:

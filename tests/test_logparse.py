@@ -6,7 +6,24 @@ from pathlib import Path
 
 import pytest
 
-from benchctl.slurm.logparse import LogInfo, last_error, parse_files, parse_lines, read_bounded, tail
+from benchctl.executors import files as job_files
+from benchctl.slurm.logparse import LogInfo, last_error, parse_lines
+from benchctl.tracking import read_log_info
+
+LOCAL = job_files.LocalFiles()
+
+
+def parse_files(*paths: Path | None) -> LogInfo:
+    return read_log_info(LOCAL, *paths)
+
+
+def read_bounded(path: Path) -> list[str]:
+    return job_files.read_bounded(LOCAL, path)
+
+
+def tail(path: Path, n: int) -> list[str]:
+    return job_files.tail_lines(LOCAL, path, n)
+
 
 # What a chroma job prints on stdout (the template's markers around chroma's own log).
 CHROMA_STDOUT = """\

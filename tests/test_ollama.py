@@ -3,7 +3,7 @@ HTTP server speaking Ollama's /api/tags, and a whole job with a fake `ollama` on
 
 Golden files:
 
-    BENCHCTL_UPDATE_GOLDEN=1 .venv/bin/python -m pytest tests/test_ollama.py
+    BENCHCTL_UPDATE_GOLDEN=1 .venv/bin/python -m pytest tests/test_golden.py tests/test_ollama.py
 """
 
 from __future__ import annotations
@@ -24,15 +24,14 @@ from typing import Any
 import pytest
 
 from benchctl.app import App
-from benchctl.config import load_settings
-from benchctl.executors.local import LocalExecutor, sbatch_options
-from benchctl.jobs import Job, JobTable
-from benchctl.services import SERVICES, ServiceContext, ServiceError
+from benchctl.executors.local import sbatch_options
+from benchctl.jobs import Job
+from benchctl.services import SERVICES, ServiceError
 from benchctl.services.ollama import Ollama, model_listed, with_tag
 from benchctl.slurm.states import JobState
 from benchctl.templates import Renderer, TemplateError
 from tests.fakes import FakeSlurm
-from tests.test_templates import BASH, GOLDEN_DIR, HOST_BIN_DIR, RUNTIMES, assert_golden, bash_syntax_ok
+from tests.test_templates import BASH, HOST_BIN_DIR, RUNTIMES, bash_syntax_ok, service_for
 
 RUN_DIR = Path("/home/u/benchctl/jobs/ollama-X")
 # Pinned here (not read from sif/images.yaml) so the golden files change only when the template does.
@@ -46,18 +45,8 @@ GOLDEN_OPTIONS: dict[str, dict[str, Any]] = {
 HOSTILE_MODELS = ["llama3.2; touch /tmp/pwned", "$(touch /tmp/pwned)", "it's `id`", "-x --insecure", 'a"b$HOME']
 
 
-@pytest.fixture
-def fixed_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("BENCHCTL_HOME", "/home/u/benchctl")
-    monkeypatch.setenv("USER", "u")
-
-
 def make_service(tmp_path: Path, runtime: str, host_bin_dir: str = HOST_BIN_DIR) -> Ollama:
-    profile, executor = RUNTIMES[runtime]
-    ctx = ServiceContext(settings=load_settings(executor=executor, profile=profile),
-                         executor=LocalExecutor(tmp_path / "local-state"), jobs=JobTable(None), renderer=Renderer(),
-                         images=IMAGES, host_bin_dir=host_bin_dir)
-    return Ollama(ctx)
+    return service_for("ollama", tmp_path, runtime, IMAGES, host_bin_dir)  # type: ignore[no-any-return]
 
 
 def render(tmp_path: Path, runtime: str, options: dict[str, Any] | None = None) -> str:
@@ -68,23 +57,6 @@ def render(tmp_path: Path, runtime: str, options: dict[str, Any] | None = None) 
 
 
 # ---- golden files and the script's shape ------------------------------------------------------------
-
-
-@pytest.mark.usefixtures("fixed_env")
-@pytest.mark.parametrize("runtime", sorted(RUNTIMES))
-def test_golden(tmp_path: Path, runtime: str) -> None:
-    script = render(tmp_path, runtime, GOLDEN_OPTIONS[runtime])
-    golden = GOLDEN_DIR / f"ollama-{runtime}.sh"
-    assert_golden(golden, script)
-
-
-@pytest.mark.skipif(BASH is None, reason="bash not installed")
-@pytest.mark.parametrize("runtime", sorted(RUNTIMES))
-def test_golden_files_pass_bash_n(runtime: str) -> None:
-    golden = GOLDEN_DIR / f"ollama-{runtime}.sh"
-    assert golden.exists()
-    ok, err = bash_syntax_ok(golden.read_text())
-    assert ok, err
 
 
 @pytest.mark.skipif(BASH is None, reason="bash not installed")

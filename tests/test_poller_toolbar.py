@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from benchctl.app import App
+from benchctl.executors.process import Completed
 from benchctl.jobs import Job
 from benchctl.poller import MAX_INTERVAL, Poller
-from benchctl.slurm.runner import Completed
 from benchctl.slurm.states import JobState
 from benchctl.toolbar import make_toolbar
 from tests.fakes import FakeSlurm

@@ -3,7 +3,7 @@
 The store and the job run against tests/qdrant_server.py, a real HTTP server speaking Qdrant's REST API
 over qdrant-client's local engine (no Qdrant server binary can be installed here). Golden files:
 
-    BENCHCTL_UPDATE_GOLDEN=1 .venv/bin/python -m pytest tests/test_qdrant.py
+    BENCHCTL_UPDATE_GOLDEN=1 .venv/bin/python -m pytest tests/test_golden.py tests/test_qdrant.py
 """
 
 from __future__ import annotations
@@ -24,21 +24,20 @@ import pytest
 import requests
 
 from benchctl.app import App
-from benchctl.bench.qdrant_store import QdrantStore
-from benchctl.bench.stores import STORES, IndexParams, StoreError
-from benchctl.config import load_settings
+from benchctl.bench.vector.stores import STORES, IndexParams, StoreError
+from benchctl.bench.vector.stores.qdrant import QdrantStore
 from benchctl.executors.base import ExecutorError
-from benchctl.executors.local import LocalExecutor, sbatch_options
-from benchctl.jobs import JobTable
-from benchctl.services import SERVICES, ServiceContext, load_images
-from benchctl.services.options import OptionError
-from benchctl.services.qdrant import EnvNameOption, Qdrant
+from benchctl.executors.local import sbatch_options
+from benchctl.options import Option, OptionError
+from benchctl.services import SERVICES, load_images
+from benchctl.services.options import job_env_name
+from benchctl.services.qdrant import Qdrant
 from benchctl.slurm.states import JobState
 from benchctl.templates import Renderer, TemplateError
 from tests.conftest import REPO
 from tests.fakes import FakeSlurm
 from tests.qdrant_server import VERSION, QdrantTestServer, running
-from tests.test_templates import BASH, GOLDEN_DIR, HOST_BIN_DIR, RUNTIMES, assert_golden, bash_syntax_ok
+from tests.test_templates import BASH, HOST_BIN_DIR, RUNTIMES, bash_syntax_ok, service_for
 
 RUN_DIR = Path("/home/u/benchctl/jobs/qdrant-X")
 # Pinned here (not read from sif/images.yaml) so the golden files change only when the template does.
@@ -49,18 +48,8 @@ SECRET = "qd-s3cret-4f9a1c77e2b0"
 GOLDEN_OPTIONS: dict[str, dict[str, Any]] = {"apptainer": {"api_key_env": "QDRANT_API_KEY"}, "none": {}}
 
 
-@pytest.fixture
-def fixed_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("BENCHCTL_HOME", "/home/u/benchctl")
-    monkeypatch.setenv("USER", "u")
-
-
 def make_service(tmp_path: Path, runtime: str, host_bin_dir: str = HOST_BIN_DIR) -> Qdrant:
-    profile, executor = RUNTIMES[runtime]
-    ctx = ServiceContext(settings=load_settings(executor=executor, profile=profile),
-                         executor=LocalExecutor(tmp_path / "local-state"), jobs=JobTable(None), renderer=Renderer(),
-                         images={"qdrant": IMAGE}, host_bin_dir=host_bin_dir)
-    service = SERVICES["qdrant"](ctx)
+    service = service_for("qdrant", tmp_path, runtime, {"qdrant": IMAGE}, host_bin_dir)
     assert isinstance(service, Qdrant)
     return service
 
@@ -77,23 +66,6 @@ def script_line(script: str, prefix: str) -> str:
 
 
 # ---- golden files and the script's shape ------------------------------------------------------------
-
-
-@pytest.mark.usefixtures("fixed_env")
-@pytest.mark.parametrize("runtime", sorted(RUNTIMES))
-def test_golden(tmp_path: Path, runtime: str) -> None:
-    script = render(tmp_path, runtime, GOLDEN_OPTIONS[runtime])
-    golden = GOLDEN_DIR / f"qdrant-{runtime}.sh"
-    assert_golden(golden, script)
-
-
-@pytest.mark.skipif(BASH is None, reason="bash not installed")
-@pytest.mark.parametrize("runtime", sorted(RUNTIMES))
-def test_golden_files_pass_bash_n(runtime: str) -> None:
-    golden = GOLDEN_DIR / f"qdrant-{runtime}.sh"
-    assert golden.exists()
-    ok, err = bash_syntax_ok(golden.read_text())
-    assert ok, err
 
 
 @pytest.mark.skipif(BASH is None, reason="bash not installed")
@@ -209,9 +181,9 @@ def test_hostile_data_dir_assignment_evaluates_to_the_value(tmp_path: Path) -> N
 # ---- the API key: a variable's name in the script, never its value -------------------------------------
 
 
-def key_option() -> EnvNameOption:
+def key_option() -> Option:
     [opt] = [o for o in Qdrant.start_options() if o.flag == "--api-key-env"]
-    assert isinstance(opt, EnvNameOption)
+    assert opt.parse is job_env_name
     return opt
 
 
@@ -512,10 +484,10 @@ def test_api_key_required_when_configured(qdrant_with_key: QdrantTestServer) -> 
     assert sent[:2] == [None, "not-the-key"] and set(sent[2:]) == {SECRET}
 
 
-def test_stores_module_and_qdrant_store_import_in_either_order() -> None:
-    for first in ("benchctl.bench.qdrant_store", "benchctl.bench.stores"):
-        code = (f"import {first}\nfrom benchctl.bench.stores import STORES\n"
-                "print(sorted(STORES), STORES['qdrant'].__name__)")
+def test_stores_registry_holds_both_apis_whatever_is_imported_first() -> None:
+    for first in ("benchctl.bench.vector.stores.qdrant", "benchctl.bench.vector.stores.base"):
+        code = (f"import {first}\nfrom benchctl.bench.vector.stores import STORES\n"
+                "print(sorted(STORES.names()), STORES['qdrant'].__name__)")
         res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=REPO)
         assert res.returncode == 0, res.stderr
         assert res.stdout.split() == ["['chroma',", "'qdrant']", "QdrantStore"]

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from benchctl.executors.base import ExecutorError
+from benchctl.executors.process import CommandNotFound, Completed, Runner
 from benchctl.executors.slurm import SlurmExecutor
-from benchctl.slurm.runner import CommandNotFound, Completed, Runner
 from benchctl.slurm.states import JobState
 
 

@@ -14,7 +14,7 @@ import pytest
 from benchctl.app import App
 from benchctl.bench.results import RunWriter, git_sha
 from benchctl.bench.stats import percentile, summarize
-from benchctl.bench.vector_data import DataError, exact_neighbors, load, recall_at_k, synthetic
+from benchctl.bench.vector.data import DataError, exact_neighbors, load, recall_at_k, synthetic
 
 
 def test_percentiles_match_numpy() -> None:

@@ -1,9 +1,14 @@
-"""Where benchmark results go, in one envelope for every kind (llm, vector, io500).
+"""Benchmark results: the typed ``RunResult`` / ``PointResult`` every bench kind returns, where they are
+written, and how they are read back.
 
     $BENCHCTL_HOME/results/<run-id>/run.json        the envelope (schema_version, config, metrics, points...)
     $BENCHCTL_HOME/results/<run-id>/requests.jsonl  one line per request, written as the run goes
     $BENCHCTL_HOME/results/<run-id>/summary.csv     one row per sweep point
     $BENCHCTL_HOME/results/index.jsonl              one line per run, for fast listing
+
+A kind builds a ``RunResult`` (what it measured); the ``RunWriter`` stamps the run's identity (id, times,
+host, version, command line) and writes the files. ``read_run`` loads a ``run.json`` of any version of this
+schema back into a ``RunResult``; ``iter_runs`` walks the index without opening every run.
 """
 
 from __future__ import annotations
@@ -15,7 +20,8 @@ import secrets
 import socket
 import sys
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, Any
@@ -23,6 +29,9 @@ from typing import IO, Any
 from benchctl import __version__
 
 SCHEMA_VERSION = 1
+# The envelope's own keys, in the order run.json has them after the kind's extra top-level keys.
+_COMMON = ("schema_version", "run_id", "kind", "started_at", "ended_at", "benchctl_version", "git_sha", "host",
+           "command_line", "service", "config", "metrics", "points", "client_health", "errors")
 
 
 def git_sha(start: Path | None = None) -> str:
@@ -51,6 +60,139 @@ def now_iso() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
 
 
+@dataclass
+class PointResult:
+    """One sweep point: its figures under the kind's own keys (LLM: vLLM's names), stored flat in run.json."""
+
+    values: dict[str, Any] = field(default_factory=dict)
+
+    def __getitem__(self, key: str) -> Any:
+        return self.values[key]
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.values.get(key, default)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.values)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> PointResult:
+        return cls(dict(data))
+
+
+@dataclass
+class RunResult:
+    """What one benchmark run measured, in the one envelope of every kind (llm, vector, io500, ...).
+
+    ``extra`` holds a kind's own top-level keys (the LLM kind writes vLLM's result keys there so tools made
+    for ``vllm bench serve`` read the file); ``detail`` is the kind's typed in-memory result (not stored).
+    """
+
+    kind: str
+    service: dict[str, Any] = field(default_factory=dict)
+    config: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    points: list[PointResult] = field(default_factory=list)
+    client_health: dict[str, Any] = field(default_factory=dict)
+    errors: dict[str, int] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+    run_id: str = ""
+    started_at: str = ""
+    ended_at: str = ""
+    benchctl_version: str = __version__
+    git_sha: str = ""
+    host: str = ""
+    command_line: str = ""
+    schema_version: int = SCHEMA_VERSION
+    path: Path | None = None  # run.json, once written or read
+    detail: Any = None
+
+    def to_dict(self) -> dict[str, Any]:
+        common = {
+            "schema_version": self.schema_version, "run_id": self.run_id, "kind": self.kind,
+            "started_at": self.started_at, "ended_at": self.ended_at, "benchctl_version": self.benchctl_version,
+            "git_sha": self.git_sha, "host": self.host, "command_line": self.command_line,
+            "service": dict(self.service), "config": dict(self.config), "metrics": dict(self.metrics),
+            "points": [p.to_dict() for p in self.points], "client_health": dict(self.client_health),
+            "errors": dict(self.errors),
+        }
+        return {**{k: v for k, v in self.extra.items() if k not in common}, **common}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], path: Path | None = None) -> RunResult:
+        """A run.json's content (missing keys get their defaults; unknown top-level keys land in ``extra``)."""
+        def mapping(key: str) -> dict[str, Any]:
+            value = data.get(key)
+            return dict(value) if isinstance(value, Mapping) else {}
+
+        points = [PointResult.from_dict(p) for p in data.get("points") or [] if isinstance(p, Mapping)]
+        return cls(
+            kind=str(data.get("kind", "")), service=mapping("service"), config=mapping("config"),
+            metrics=mapping("metrics"), points=points, client_health=mapping("client_health"),
+            errors=mapping("errors"), extra={k: v for k, v in data.items() if k not in _COMMON},
+            run_id=str(data.get("run_id", "")), started_at=str(data.get("started_at", "")),
+            ended_at=str(data.get("ended_at", "")), benchctl_version=str(data.get("benchctl_version", "")),
+            git_sha=str(data.get("git_sha", "")), host=str(data.get("host", "")),
+            command_line=str(data.get("command_line", "")),
+            schema_version=int(data.get("schema_version", SCHEMA_VERSION)), path=path,
+        )
+
+
+class ResultError(ValueError):
+    """A run file benchctl cannot read; the message names it."""
+
+
+def read_run(path: str | Path) -> RunResult:
+    """Load ``run.json`` (or a run folder holding one) into a ``RunResult``."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "run.json"
+    try:
+        data = json.loads(path.read_text())
+    except OSError as exc:
+        raise ResultError(f"cannot read {path}: {exc.strerror}") from None
+    except ValueError as exc:
+        raise ResultError(f"{path} is not valid JSON: {exc}") from None
+    if not isinstance(data, Mapping):
+        raise ResultError(f"{path}: expected a JSON object")
+    if int(data.get("schema_version", SCHEMA_VERSION)) > SCHEMA_VERSION:
+        raise ResultError(f"{path} was written by a newer benchctl (schema {data.get('schema_version')})")
+    return RunResult.from_dict(data, path)
+
+
+@dataclass(frozen=True)
+class RunEntry:
+    """One line of ``results/index.jsonl``: enough to list a run without opening it."""
+
+    run_id: str
+    kind: str
+    started_at: str
+    service: str
+    dir: str
+
+    def load(self) -> RunResult:
+        return read_run(Path(self.dir) / "run.json")
+
+
+def iter_runs(root: str | Path) -> Iterator[RunEntry]:
+    """The runs listed in ``<root>/index.jsonl`` (``root`` = the results folder), oldest first; damaged
+    lines are skipped."""
+    index = Path(root) / "index.jsonl"
+    try:
+        fh = index.open()
+    except OSError:
+        return
+    with fh:
+        for line in fh:
+            try:
+                data = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(data, dict) and data.get("run_id"):
+                yield RunEntry(str(data["run_id"]), str(data.get("kind", "")), str(data.get("started_at", "")),
+                               str(data.get("service") or ""), str(data.get("dir", "")))
+
+
 class RunWriter:
     """Creates a run directory and writes the per-request log as the run goes (thread-safe)."""
 
@@ -70,42 +212,47 @@ class RunWriter:
         with self._lock:
             self._requests.write(line + "\n")
 
+    def stamp(self, result: RunResult) -> RunResult:
+        """Give ``result`` this run's identity: id, start and end times, host, version, command line."""
+        result.run_id, result.kind = self.run_id, result.kind or self.kind
+        result.started_at, result.ended_at = self.started_at, now_iso()
+        result.benchctl_version, result.git_sha = __version__, git_sha()
+        result.host, result.command_line = socket.gethostname(), " ".join(sys.argv)
+        return result
+
     def envelope(self, *, service: Mapping[str, Any], config: Mapping[str, Any], metrics: Mapping[str, Any],
                  points: Sequence[Mapping[str, Any]], client_health: Mapping[str, Any],
-                 errors: Mapping[str, int], extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
-        """The run JSON; ``extra`` adds kind-specific top-level keys (never replacing the common ones)."""
-        common = {
-            "schema_version": SCHEMA_VERSION, "run_id": self.run_id, "kind": self.kind,
-            "started_at": self.started_at, "ended_at": now_iso(), "benchctl_version": __version__,
-            "git_sha": git_sha(), "host": socket.gethostname(), "command_line": " ".join(sys.argv),
-            "service": dict(service), "config": dict(config), "metrics": dict(metrics), "points": list(points),
-            "client_health": dict(client_health), "errors": dict(errors),
-        }
-        return {**{k: v for k, v in (extra or {}).items() if k not in common}, **common}
+                 errors: Mapping[str, int], extra: Mapping[str, Any] | None = None) -> RunResult:
+        """A stamped ``RunResult`` from its parts (``extra``: kind-specific top-level keys)."""
+        return self.stamp(RunResult(kind=self.kind, service=dict(service), config=dict(config),
+                                    metrics=dict(metrics), points=[PointResult(dict(p)) for p in points],
+                                    client_health=dict(client_health), errors=dict(errors), extra=dict(extra or {})))
 
-    def finish(self, envelope: Mapping[str, Any], *, extra_output: Path | None = None) -> Path:
+    def finish(self, result: RunResult, *, extra_output: Path | None = None) -> Path:
         """Write run.json (+ summary.csv of the points, + a copy at ``extra_output``) and index the run."""
         with self._lock:
             self._requests.close()
-        text = json.dumps(envelope, indent=1, default=str)
+        if not result.run_id:
+            self.stamp(result)
+        text = json.dumps(result.to_dict(), indent=1, default=str)
         path = self.dir / "run.json"
         path.write_text(text)
         if extra_output is not None:
             extra_output.parent.mkdir(parents=True, exist_ok=True)
             extra_output.write_text(text)
-        points = envelope.get("points") or []
-        if points:
-            flat = [_flatten(p) for p in points]
+        if result.points:
+            flat = [_flatten(p.to_dict()) for p in result.points]
             fields = list(dict.fromkeys(k for row in flat for k in row))
             with (self.dir / "summary.csv").open("w", newline="") as fh:
                 writer = csv.DictWriter(fh, fieldnames=fields)
                 writer.writeheader()
                 writer.writerows(flat)
-        index = {"run_id": self.run_id, "kind": self.kind, "started_at": envelope.get("started_at"),
-                 "service": envelope.get("service", {}).get("name"), "dir": str(self.dir)}
+        index = {"run_id": self.run_id, "kind": result.kind, "started_at": result.started_at,
+                 "service": result.service.get("name"), "dir": str(self.dir)}
         with (self.root / "index.jsonl").open("a") as fh:
             fh.write(json.dumps(index) + "\n")
         os.chmod(path, 0o644)
+        result.path = path
         return path
 
 
@@ -117,3 +264,7 @@ def _flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
         elif not isinstance(value, (list, tuple)):
             out[f"{prefix}{key}"] = value
     return out
+
+
+__all__ = ["SCHEMA_VERSION", "PointResult", "ResultError", "RunEntry", "RunResult", "RunWriter", "git_sha",
+           "iter_runs", "now_iso", "read_run"]

@@ -1,7 +1,8 @@
 """The command engine: frozen ``Command`` records in an instance-scoped registry.
 
-The records drive dispatch, ``help`` and completion alike. Argument parsing is done here from the same
-records (no argparse ``SystemExit``s inside a REPL): bad input raises ``CommandError`` with one line.
+The records drive dispatch, ``help`` and completion alike. Arguments are parsed here from the same records
+and their ``Option``s (no argparse ``SystemExit``s inside a REPL): every value is converted and checked as
+the line is parsed, and bad input raises ``CommandError`` with one line.
 """
 
 from __future__ import annotations
@@ -9,8 +10,9 @@ from __future__ import annotations
 import shlex
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from enum import Enum
 from typing import TYPE_CHECKING, Any
+
+from benchctl.options import Complete, Option, OptionError, find_option, suggest
 
 if TYPE_CHECKING:
     from benchctl.app import App
@@ -24,36 +26,6 @@ class ExitRepl(Exception):
     """Raised by ``exit``/``quit`` to leave the loop."""
 
 
-class ArgKind(str, Enum):
-    """What a positional argument or option value is; the completer offers candidates by kind."""
-
-    SERVICE = "service"
-    JOB = "job"            # a tracked job id
-    TARGET = "target"      # a service name or a job id
-    TARGET_ALL = "target_all"  # ... or "all"
-    PATH = "path"
-    COMMAND = "command"
-    INT = "int"
-    TEXT = "text"
-    CHOICE = "choice"
-
-
-@dataclass(frozen=True)
-class OptSpec:
-    """A command option. ``value`` None means a flag without value."""
-
-    flag: str
-    value: ArgKind | None = None
-    help: str = ""
-    choices: tuple[str, ...] = ()
-    short: str = ""
-    metavar: str = ""
-
-    @property
-    def dest(self) -> str:
-        return self.flag.lstrip("-").replace("-", "_")
-
-
 @dataclass(frozen=True)
 class Command:
     """One shell command."""
@@ -62,21 +34,22 @@ class Command:
     handler: Callable[[App, ParsedArgs], None]
     usage: str
     summary: str
-    args: tuple[ArgKind, ...] = ()
-    options: tuple[OptSpec, ...] = ()
+    args: tuple[Complete, ...] = ()
+    options: tuple[Option, ...] = ()
     aliases: tuple[str, ...] = ()
     min_args: int = 0
     # For commands whose options depend on the positional words (start SERVICE → that service's options).
-    options_for: Callable[[App, Sequence[str]], tuple[OptSpec, ...]] | None = None
+    options_for: Callable[[App, Sequence[str]], tuple[Option, ...]] | None = None
 
-    def all_options(self, app: App, positionals: Sequence[str]) -> tuple[OptSpec, ...]:
+    def all_options(self, app: App, positionals: Sequence[str]) -> tuple[Option, ...]:
         extra = self.options_for(app, positionals) if self.options_for else ()
-        return self.options + extra
+        seen = {o.flag for o in self.options}
+        return self.options + tuple(o for o in extra if o.flag not in seen)
 
 
 @dataclass
 class ParsedArgs:
-    """Positionals and options after parsing; ``opts`` maps ``dest`` → value (True for flags)."""
+    """Positionals and options after parsing; ``opts`` maps ``dest`` → converted value (True for switches)."""
 
     positionals: list[str] = field(default_factory=list)
     opts: dict[str, Any] = field(default_factory=dict)
@@ -117,31 +90,30 @@ def split_line(line: str) -> list[str]:
         raise CommandError(f"cannot parse the line: {exc}") from None
 
 
-def find_spec(specs: Sequence[OptSpec], word: str) -> OptSpec | None:
-    for spec in specs:
-        if word == spec.flag or (spec.short and word == spec.short):
-            return spec
-    return None
+def _is_number(word: str) -> bool:
+    return word[1:].replace(".", "", 1).isdigit()
 
 
 def parse_args(app: App, command: Command, argv: Sequence[str]) -> ParsedArgs:
-    """Parse ``argv`` against the command's records. ``--opt=value`` and ``--opt value`` both work."""
+    """Parse ``argv`` against the command's records. ``--opt=value`` and ``--opt value`` both work; every
+    value is converted by its option's parser now, before the command runs."""
     parsed = ParsedArgs()
-    # Positionals first pass: options of `start` depend on the service named before them.
     words = list(argv)
     i = 0
     while i < len(words):
         word = words[i]
         if word.startswith("-") and len(word) > 1 and not _is_number(word):
             flag, eq, inline = word.partition("=")
-            spec = find_spec(command.all_options(app, parsed.positionals), flag)
-            if spec is None:
-                hint = _suggest(flag, command.all_options(app, parsed.positionals))
-                raise CommandError(f"{command.name}: unknown option {flag}{hint} (see 'help {command.name}')")
-            if spec.value is None:
+            # Options of `start` and `bench` depend on the service named before them.
+            options = command.all_options(app, parsed.positionals)
+            opt = find_option(options, flag)
+            if opt is None:
+                raise CommandError(f"{command.name}: unknown option {flag}{suggest(flag, options)} "
+                                   f"(see 'help {command.name}')")
+            if opt.is_switch:
                 if eq:
-                    raise CommandError(f"{command.name}: {spec.flag} takes no value")
-                parsed.opts[spec.dest] = True
+                    raise CommandError(f"{command.name}: {opt.flag} takes no value")
+                parsed.opts[opt.dest] = True
             else:
                 if eq:
                     value = inline
@@ -149,11 +121,17 @@ def parse_args(app: App, command: Command, argv: Sequence[str]) -> ParsedArgs:
                     i += 1
                     value = words[i]
                 else:
-                    raise CommandError(f"{command.name}: {spec.flag} needs a value")
-                parsed.opts[spec.dest] = _convert(command, spec, value)
+                    raise CommandError(f"{command.name}: {opt.flag} needs a value")
+                try:
+                    parsed.opts[opt.dest] = opt.convert(value)
+                except OptionError as exc:
+                    raise CommandError(f"{command.name}: {exc}") from None
         else:
             parsed.positionals.append(word)
         i += 1
+    for opt in command.options:  # the command's own defaults (a service's or bench kind's apply later)
+        if opt.default is not None:
+            parsed.opts.setdefault(opt.dest, opt.default)
     if len(parsed.positionals) < command.min_args:
         raise CommandError(f"{command.name}: missing argument; usage: {command.usage}")
     if len(parsed.positionals) > len(command.args):
@@ -162,26 +140,5 @@ def parse_args(app: App, command: Command, argv: Sequence[str]) -> ParsedArgs:
     return parsed
 
 
-def _is_number(word: str) -> bool:
-    return word[1:].replace(".", "", 1).isdigit()
-
-
-def _convert(command: Command, spec: OptSpec, value: str) -> Any:
-    if spec.value is ArgKind.INT:
-        try:
-            number = int(value)
-        except ValueError:
-            raise CommandError(f"{command.name}: {spec.flag} expects a number, got {value!r}") from None
-        if number < 0:
-            raise CommandError(f"{command.name}: {spec.flag} must not be negative")
-        return number
-    if spec.value is ArgKind.CHOICE and spec.choices and value not in spec.choices:
-        raise CommandError(f"{command.name}: {spec.flag} must be one of {', '.join(spec.choices)}, got {value!r}")
-    return value
-
-
-def _suggest(flag: str, specs: Sequence[OptSpec]) -> str:
-    import difflib
-
-    close = difflib.get_close_matches(flag, [s.flag for s in specs], n=1)
-    return f" (did you mean {close[0]}?)" if close else ""
+__all__ = ["Command", "CommandError", "Complete", "ExitRepl", "Option", "ParsedArgs", "Registry", "parse_args",
+           "split_line"]

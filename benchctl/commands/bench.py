@@ -1,300 +1,152 @@
-"""``bench``: run a service's benchmark client against its ready job, or any endpoint with ``bench vector``."""
+"""``bench``: target → bench kind → run → summary. Thin: the kinds (``benchctl.bench``) do the work.
+
+``bench SERVICE`` runs the service's bench kind against its job: a server is waited for until it is ready,
+a batch run (IO500) is submitted with its start options (or taken with ``--job``) and waited for until it
+has finished. ``bench llm|vector --url URL`` runs a kind against any endpoint.
+"""
 
 from __future__ import annotations
 
-import os
-import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from rich.table import Table
-
-from benchctl.commands import ArgKind, Command, CommandError, OptSpec, ParsedArgs, Registry
+from benchctl.bench.kind import COMMON_OPTIONS, BenchError, BenchKind, BenchTarget
+from benchctl.commands import Command, CommandError, ParsedArgs, Registry
+from benchctl.commands.lifecycle import refresh, resolve_jobs, start_values, wait_for, wait_timeout
+from benchctl.options import Complete, Option, integer
 
 if TYPE_CHECKING:
     from benchctl.app import App
+    from benchctl.services.base import SlurmServer
 
-VECTOR_OPTIONS: tuple[OptSpec, ...] = (
-    OptSpec("--n", ArgKind.INT, "vectors to ingest (default 20000)", metavar="N"),
-    OptSpec("--dim", ArgKind.INT, "vector dimension (default 128)", metavar="D"),
-    OptSpec("--clusters", ArgKind.INT, "clusters in the synthetic data (default 16)", metavar="C"),
-    OptSpec("--k", ArgKind.INT, "neighbours per query; recall@k (default 10)", metavar="K"),
-    OptSpec("--queries", ArgKind.INT, "distinct queries (default 200)", metavar="Q"),
-    OptSpec("--batch", ArgKind.INT, "vectors per insert request (default 500)", metavar="B"),
-    OptSpec("--concurrency", ArgKind.TEXT, "sweep points, e.g. 1,4,16 (default 1,4)", metavar="LIST"),
-    OptSpec("--duration", ArgKind.TEXT, "seconds per sweep point (default 10)", metavar="S"),
-    OptSpec("--m", ArgKind.INT, "HNSW M (default 16)", metavar="M"),
-    OptSpec("--ef-construct", ArgKind.INT, "HNSW ef_construct (default 100)", metavar="EF"),
-    OptSpec("--ef-search", ArgKind.INT, "HNSW ef at search time (default 100)", metavar="EF"),
-    OptSpec("--metric", ArgKind.CHOICE, "distance", ("l2", "cosine", "ip")),
-    OptSpec("--seed", ArgKind.INT, "random seed of data and queries (default 42)", metavar="SEED"),
-    OptSpec("--data", ArgKind.PATH, "vectors from a .npy/.fvecs/.hdf5 file instead of synthetic", metavar="FILE"),
-    OptSpec("--collection", ArgKind.TEXT, "collection name (default benchctl_vectors)", metavar="NAME"),
-    OptSpec("--keep", None, "keep the collection afterwards"),
-    OptSpec("--output", ArgKind.PATH, "also write the run JSON to FILE", metavar="FILE"),
-    OptSpec("--quiet", None, "print only the summary"),
-)
-ENDPOINT_OPTIONS: tuple[OptSpec, ...] = (
-    OptSpec("--url", ArgKind.TEXT, "endpoint, e.g. http://127.0.0.1:8000", metavar="URL"),
-    OptSpec("--store", ArgKind.CHOICE, "API of the endpoint", ("chroma", "qdrant")),
-    OptSpec("--api-key-env", ArgKind.TEXT, "environment variable holding the API key", metavar="VAR"),
+# Options of a service target: which job, and how long to wait for it.
+TARGET_OPTIONS: tuple[Option, ...] = (
+    Option("--job", "benchmark this job of the service (a batch run: collect its results instead of submitting "
+           "a new one)", metavar="JOBID", complete=Complete.JOB),
+    Option("--timeout", "seconds to wait for the job (default: ui.wait_timeout; x8 for batch runs)", integer(1),
+           metavar="S"),
 )
 
 
-LLM_OPTIONS: tuple[OptSpec, ...] = (
-    OptSpec("--backend", ArgKind.CHOICE, "API: openai (completions), openai-chat, ollama, ollama-chat",
-            ("openai", "openai-chat", "ollama", "ollama-chat")),
-    OptSpec("--model", ArgKind.TEXT, "model name sent in requests (default: the job's model)", metavar="M"),
-    OptSpec("--concurrency", ArgKind.TEXT, "closed loop: users, or a sweep 1,8,64 (default 8)", metavar="LIST"),
-    OptSpec("--rate", ArgKind.TEXT, "open loop: requests/s, or a sweep 1,2,4 (capped by --concurrency)",
-            metavar="LIST"),
-    OptSpec("--arrival", ArgKind.CHOICE, "open-loop arrivals", ("constant", "poisson", "gamma")),
-    OptSpec("--burstiness", ArgKind.TEXT, "gamma shape (<1 burstier; default 1)", metavar="B"),
-    OptSpec("--requests", ArgKind.INT, "requests per point (default: run for --duration)", metavar="N"),
-    OptSpec("--duration", ArgKind.TEXT, "seconds per point (default 30)", metavar="S"),
-    OptSpec("--warmup", ArgKind.INT, "first requests excluded from the metrics (default 0)", metavar="N"),
-    OptSpec("--input-tokens", ArgKind.INT, "prompt tokens (sized with the server's tokenizer where it has "
-            "/tokenize, else words; default 128)", metavar="N"),
-    OptSpec("--prompts", ArgKind.PATH, "prompts from a JSONL or ShareGPT file instead of synthetic ones",
-            metavar="FILE"),
-    OptSpec("--output-tokens", ArgKind.INT, "tokens to generate (default 128)", metavar="N"),
-    OptSpec("--seed", ArgKind.INT, "seed of the arrival schedule (default 42)", metavar="SEED"),
-    OptSpec("--max-error-rate", ArgKind.TEXT, "stop a point when more than this fraction fails (default 1)",
-            metavar="F"),
-    OptSpec("--slo", ArgKind.TEXT, "goodput targets, e.g. ttft:500,tpot:50 (ms)", metavar="SPEC"),
-    OptSpec("--api-key-env", ArgKind.TEXT, "environment variable holding the server's API key (sent as a "
-            "Bearer token)", metavar="VAR"),
-    OptSpec("--output", ArgKind.PATH, "also write the run JSON to FILE", metavar="FILE"),
-    OptSpec("--quiet", None, "print only the summary"),
-)
+def resolve_kind(app: App, target: str) -> tuple[BenchKind, type[SlurmServer] | None]:
+    """The bench kind for ``target`` (a service, or a kind run against a URL) and the service class."""
+    cls = app.services.get(target)
+    if cls is not None:
+        if not cls.bench_kind:
+            raise CommandError(f"{target} has no benchmark client yet")
+        kind = app.bench_kinds.get(cls.bench_kind)
+        if kind is None:
+            raise CommandError(f"{target}: bench kind {cls.bench_kind!r} is not registered")
+        return kind, cls
+    kind = app.bench_kinds.get(target)
+    if kind is not None and kind.direct:
+        return kind, None
+    raise CommandError(f"unknown service {target!r} (available: {', '.join(app.services.names())}; or "
+                       f"{' | '.join(k.name for k in app.bench_kinds if k.direct)} --url URL)")
 
 
-def bench_kind(target: str) -> str | None:
-    if target == "vector":
-        return "vector"
-    if target == "llm":
-        return "llm"
-    from benchctl.services import SERVICES
-
-    cls = SERVICES.get(target)
-    return getattr(cls, "bench_kind", None) if cls else None
-
-
-IO500_OPTIONS: tuple[OptSpec, ...] = (
-    OptSpec("--job", ArgKind.JOB, "collect the results of this io500 job instead of submitting a new one",
-            metavar="JOBID"),
-    OptSpec("--timeout", ArgKind.INT, "seconds to wait for the run (default ui.wait_timeout x 8)", metavar="S"),
-    OptSpec("--output", ArgKind.PATH, "also write the run JSON to FILE", metavar="FILE"),
-)
-
-
-def _options(app: App, positionals: Sequence[str]) -> tuple[OptSpec, ...]:
+def bench_options(app: App, positionals: Sequence[str]) -> tuple[Option, ...]:
+    """The options of ``bench TARGET``: the kind's, the target's, and a batch run's start options."""
     if not positionals:
         return ()
-    kind = bench_kind(positionals[0])
-    if kind == "io500":
-        from benchctl.commands.services import _start_options
-
-        return IO500_OPTIONS + _start_options(app, positionals)
-    if kind == "llm":
-        return LLM_OPTIONS + (ENDPOINT_OPTIONS[:1] if positionals[0] == "llm" else ())
-    if kind == "vector":
-        return VECTOR_OPTIONS + (ENDPOINT_OPTIONS if positionals[0] == "vector" else ENDPOINT_OPTIONS[2:])
-    return ()
-
-
-def _int_list(text: str, flag: str) -> list[int]:
-    if not re.fullmatch(r"\d+(,\d+)*", text):
-        raise CommandError(f"bench: {flag} expects numbers separated by commas, got {text!r}")
-    values = [int(x) for x in text.split(",")]
-    if any(v < 1 for v in values):
-        raise CommandError(f"bench: {flag} values must be at least 1")
-    return values
-
-
-def _positive_float(text: str, flag: str) -> float:
     try:
-        value = float(text)
-    except ValueError:
-        raise CommandError(f"bench: {flag} expects seconds, got {text!r}") from None
-    if value <= 0:
-        raise CommandError(f"bench: {flag} must be positive")
-    return value
+        kind, cls = resolve_kind(app, positionals[0])
+    except CommandError:
+        return ()
+    from benchctl.services.server import BatchRun
+
+    if cls is None:
+        return COMMON_OPTIONS + kind.options + kind.direct_options
+    start = cls.start_options() if issubclass(cls, BatchRun) else ()
+    return COMMON_OPTIONS + TARGET_OPTIONS + kind.options + kind.service_options + start
 
 
-def job_endpoint(app: App, target: str) -> tuple[str, dict[str, Any]]:
-    """(url, service record) of the target service's active job, waiting until it is ready."""
-    from benchctl.commands.services import refresh, resolve_jobs
+def service_target(app: App, name: str, args: ParsedArgs) -> BenchTarget:
+    """A ready server's endpoint (waiting for it like `check --wait`), or a finished batch run's job."""
+    from benchctl.services.server import BatchRun
 
-    service = app.service(target)
-    jobs = [j for j in refresh(app, resolve_jobs(app, target, manage=True)) if not j.state.is_final]
+    service = app.service(name)
+    if isinstance(service, BatchRun):
+        if args.get("job"):
+            job = resolve_jobs(app, args.get("job"), manage=True)[0]
+            if job.service != name:
+                raise CommandError(f"job {job.id} is a {job.service} job, not {name}")
+        else:
+            from benchctl.templates import TemplateError
+
+            try:
+                job = service.submit(start_values(app, service, args))
+            except TemplateError as exc:
+                raise CommandError(f"bench {name}: {exc}") from None
+            app.ui.success(f"submitted {name} as job {job.id} (run dir {job.run_dir})")
+        job = wait_for(app, job, wait_timeout(app, args.get("timeout"), factor=8))
+        return BenchTarget(name=name, job=job, service=service,
+                           record={"name": name, "job_id": job.id, "nodes": job.host or job.nodes})
+    jobs = resolve_jobs(app, args.get("job") or name, manage=True)
+    if jobs[0].service != name:
+        raise CommandError(f"job {jobs[0].id} is a {jobs[0].service} job, not {name}")
+    jobs = [j for j in refresh(app, jobs) if not j.state.is_final]
     if not jobs:
-        raise CommandError(f"no active {target} job to benchmark (start one with 'start {target}')")
+        raise CommandError(f"no active {name} job to benchmark (start one with 'start {name}')")
     job = jobs[-1]
-    if not (job.ready and service.probe(job)):
+    if not (job.ready and service.is_ready(job)):
         # Started a moment ago: wait for it like `check --wait` does (progress lines, clear failure).
-        from benchctl.commands.services import wait_for
-
-        job = wait_for(app, job, float(app.settings.get("ui.wait_timeout")))
+        job = wait_for(app, job, wait_timeout(app, args.get("timeout")))
     endpoint = service.endpoint(job)
     if endpoint is None:
-        raise CommandError(f"{job.label} has no endpoint yet ('check {target}')")
-    record = {"name": target, "job_id": job.id, "nodes": job.host or job.nodes, "endpoint": endpoint.url,
+        raise CommandError(f"{job.label} has no endpoint yet ('check {name}')")
+    record = {"name": name, "job_id": job.id, "nodes": job.host or job.nodes, "endpoint": endpoint.url,
               "image": job.options.get("image", ""), "runtime": job.options.get("runtime", ""),
               "model": job.options.get("model", ""), "options": dict(job.options)}
-    return endpoint.url, record
+    return BenchTarget(name=name, url=endpoint.url, job=job, service=service, record=record)
 
 
-def _endpoint(app: App, target: str, args: ParsedArgs) -> tuple[str, str, dict[str, Any]]:
-    """(url, store kind, service record for the result) of the benchmark target."""
-    if target == "vector":
-        url, store = args.get("url"), args.get("store")
-        if not url or not store:
-            raise CommandError("bench vector needs --url URL and --store chroma|qdrant")
-        return url, store, {"name": store, "endpoint": url}
-    url, record = job_endpoint(app, target)
-    return url, target, record
+class UiProgress:
+    """``Progress`` over the shell's Ui: the status goes to the spinner, lines to the screen and transcript."""
+
+    def __init__(self, app: App, status: Any, quiet: bool) -> None:
+        self.app, self._status, self.quiet = app, status, quiet
+
+    def status(self, text: str) -> None:
+        self._status.update(text)
+
+    def note(self, text: str) -> None:
+        if not self.quiet:
+            self.app.ui.text(text)
+
+    def info(self, text: str) -> None:
+        self.app.ui.info(text)
+
+    def warn(self, text: str) -> None:
+        self.app.ui.warn(text)
 
 
 def cmd_bench(app: App, args: ParsedArgs) -> None:
-    """Benchmark a ready service with its client. Vector databases (chroma, qdrant): ingest rate, serial
-    latency and recall@k, then a concurrency sweep (QPS, latency, recall). `bench vector --url URL --store
-    chroma|qdrant` targets any endpoint. Results go to ~/benchctl/results/<run-id>/."""
-    target = args.positionals[0]
-    kind = bench_kind(target)
-    if kind is None:
-        if target != "vector":
-            app.service(target)  # unknown service: its own clear error
-        raise CommandError(f"{target} has no benchmark client yet")
-    if kind == "io500":
-        run_io500(app, args)
-        return
-    if kind == "llm":
-        from benchctl.commands.bench_llm import run_llm
-
-        run_llm(app, args, target)
-        return
-    url, store_kind, service_record = _endpoint(app, target, args)
-    run_vector(app, args, url, store_kind, service_record)
-
-
-def run_vector(app: App, args: ParsedArgs, url: str, store_kind: str, service_record: dict[str, Any]) -> None:
+    """Benchmark a ready service with its client (LLM servers: streaming load with vLLM's metrics; vector
+    databases: ingest, recall@k and a QPS sweep; IO500: submit, wait, scores), or any endpoint with `bench llm
+    --url URL` / `bench vector --url URL --store S`. Results go to ~/benchctl/results/<run-id>/."""
     from benchctl.bench.results import RunWriter
-    from benchctl.bench.stores import STORES, StoreError
-    from benchctl.bench.vector import VectorBench, VectorConfig
-    from benchctl.bench.vector_data import DataError, exact_neighbors, load, synthetic
 
-    cfg = VectorConfig()
-    for opt in VECTOR_OPTIONS:
-        value = args.get(opt.dest)
-        if value is None or opt.dest in ("output", "quiet"):
-            continue
-        if opt.dest == "concurrency":
-            value = _int_list(value, opt.flag)
-        elif opt.dest == "duration":
-            value = _positive_float(value, opt.flag)
-        elif opt.value is ArgKind.INT and value < 1 and opt.dest != "seed":
-            raise CommandError(f"bench: {opt.flag} must be at least 1")
-        setattr(cfg, opt.dest, value)
-    headers = {}
-    if args.get("api_key_env"):
-        var = args.get("api_key_env")
-        if var not in os.environ:
-            raise CommandError(f"bench: environment variable {var} is not set")
-        headers["api-key"] = os.environ[var]
-    store = STORES[store_kind](url, headers=headers)
-    quiet = bool(args.get("quiet"))
-    with app.ui.status("preparing data…") as status:
-        try:
-            if cfg.data:
-                data = load(Path(cfg.data).expanduser(), cfg.queries, cfg.k, cfg.metric, cfg.seed, cfg.n)
-            else:
-                from benchctl.bench.vector_data import Dataset
-
-                train, queries = synthetic(cfg.n, cfg.dim, cfg.clusters, cfg.queries, cfg.seed)
-                data = Dataset(train, queries, exact_neighbors(train, queries, cfg.k, cfg.metric),
-                               f"synthetic(n={cfg.n}, dim={cfg.dim}, clusters={cfg.clusters}, seed={cfg.seed})")
-        except DataError as exc:
-            raise CommandError(f"bench: {exc}") from None
-        writer = RunWriter(app.home, "vector", service_record["name"])
-
-        def progress(message: str) -> None:
-            status.update(message)
-            if not quiet and not message.startswith("ingesting "):
-                app.ui.text(f"  {message}")
-
-        bench = VectorBench(store, cfg, data, writer, progress)
-        try:
-            metrics, points, health = bench.run()
-        except StoreError as exc:
-            raise CommandError(f"bench {service_record['name']}: {exc} (partial log: {writer.dir})") from None
-    envelope = writer.envelope(service=service_record, config=bench.config_dict(), metrics=metrics,
-                               points=points, client_health=health, errors=dict(bench.errors))
+    kind, cls = resolve_kind(app, args.positionals[0])
+    values = {o.dest: args.get(o.dest) for o in bench_options(app, args.positionals) if args.get(o.dest) is not None}
+    try:
+        config = kind.config(values)  # checked before anything waits or is submitted
+        target = kind.direct_target(config) if cls is None else service_target(app, cls.name, args)
+    except BenchError as exc:
+        raise CommandError(str(exc)) from None
+    writer = RunWriter(app.home, kind.name, target.name)
+    try:
+        with app.ui.status(f"bench {target.name}: starting…") as status:
+            result = kind.run(target, config, writer, UiProgress(app, status, bool(args.get("quiet"))))
+    except BenchError as exc:
+        raise CommandError(str(exc)) from None
     output = Path(args.get("output")).expanduser() if args.get("output") else None
-    path = writer.finish(envelope, extra_output=output)
-    show_vector_summary(app, metrics, points, cfg.k)
+    path = writer.finish(result, extra_output=output)
+    app.ui.renderable(kind.summary_view(result))
     app.ui.info(f"results: {path}" + (f" (and {output})" if output else ""))
 
 
-def run_io500(app: App, args: ParsedArgs) -> None:
-    """Submit an IO500 run with the given options (or take --job), wait for it, store and show its scores."""
-    from benchctl.bench.io500 import result_table
-    from benchctl.bench.results import RunWriter
-    from benchctl.commands.services import _convert, resolve_jobs, wait_for
-    from benchctl.templates import TemplateError
-
-    service = app.service("io500")
-    if args.get("job"):
-        job = resolve_jobs(app, args.get("job"), manage=True)[0]
-        if job.service != "io500":
-            raise CommandError(f"job {job.id} is a {job.service} job, not io500")
-    else:
-        options = {o.dest: _convert(o, args.get(o.dest), "bench") for o in service.start_options()
-                   if args.get(o.dest) is not None}
-        try:
-            job = service.submit(service.resolve(options))
-        except TemplateError as exc:
-            raise CommandError(f"bench io500: {exc}") from None
-        app.ui.success(f"submitted io500 as job {job.id} (run dir {job.run_dir})")
-    timeout = float(args.get("timeout") or float(app.settings.get("ui.wait_timeout")) * 8)
-    job = wait_for(app, job, timeout)
-    result = service.results(job)  # type: ignore[attr-defined]
-    if result is None:
-        raise CommandError(f"{job.label}: no IO500 results found ('logs {job.id}')")
-    writer = RunWriter(app.home, "io500", "io500")
-    metrics = result.to_dict()
-    envelope = writer.envelope(service={"name": "io500", "job_id": job.id, "nodes": job.host or job.nodes},
-                               config=dict(job.options), metrics=metrics, points=[], client_health={},
-                               errors={} if metrics.get("valid") else {"invalid": 1})
-    output = Path(args.get("output")).expanduser() if args.get("output") else None
-    path = writer.finish(envelope, extra_output=output)
-    app.ui.renderable(result_table(result, title=f"IO500 job {job.id}"))
-    if not metrics.get("valid"):
-        app.ui.warn("this run is INVALID for IO500 (see the flagged rows)")
-    app.ui.info(f"results: {path}")
-
-
-def show_vector_summary(app: App, metrics: dict[str, Any], points: list[dict[str, Any]], k: int) -> None:
-    ing = metrics["ingest"]
-    app.ui.info(f"ingest: {ing['vectors']} vectors in {ing['insert_s']:.2f} s = {ing['vectors_per_s']:.0f} vectors/s "
-                f"(batch p50 {ing['batch_latency_ms'].get('p50', 0):.1f} ms, p99 "
-                f"{ing['batch_latency_ms'].get('p99', 0):.1f} ms); all counted {ing['index_wait_s']:.2f} s later")
-    table = Table(show_edge=False, header_style="bold")
-    for col in ("POINT", "REQUESTS", "QPS", "p50 ms", "p95 ms", "p99 ms", f"recall@{k}", "ERRORS"):
-        table.add_column(col, justify="left" if col == "POINT" else "right")
-    serial = metrics["serial"]
-    lat = serial["latency_ms"]
-    table.add_row("serial", str(serial["queries"]), "", f"{lat.get('p50', 0):.2f}", f"{lat.get('p95', 0):.2f}",
-                  f"{lat.get('p99', 0):.2f}", f"{serial[f'recall@{k}']:.3f}", "")
-    for p in points:
-        lat = p["latency_ms"]
-        table.add_row(f"concurrency {p['concurrency']}", str(p["requests"]), f"{p['qps']:.0f}",
-                      f"{lat.get('p50', 0):.2f}", f"{lat.get('p95', 0):.2f}", f"{lat.get('p99', 0):.2f}",
-                      f"{p[f'recall@{k}']:.3f}", str(p["errors"]))
-    app.ui.renderable(table)
-
-
 def register(registry: Registry) -> None:
-    registry.add(Command("bench", cmd_bench, "bench SERVICE [options] | bench vector --url URL --store S",
-                         "benchmark a ready service", (ArgKind.SERVICE,), min_args=1, options_for=_options))
+    registry.add(Command("bench", cmd_bench, "bench SERVICE [options] | bench llm|vector --url URL [options]",
+                         "benchmark a ready service", (Complete.BENCH,), min_args=1, options_for=bench_options))

@@ -1,4 +1,4 @@
-"""Service commands: start, check, logs, stop, status, bench. Thin: parse → SlurmServer → Ui."""
+"""Service commands: start, check, logs, stop, status. Thin: parse → service (``SlurmServer``) → ``Ui``."""
 
 from __future__ import annotations
 
@@ -6,15 +6,17 @@ import getpass
 import os
 import time
 from collections.abc import Sequence
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from rich.table import Table
 from rich.text import Text
 
-from benchctl.commands import ArgKind, Command, CommandError, OptSpec, ParsedArgs, Registry
+from benchctl.commands import Command, CommandError, ParsedArgs, Registry
+from benchctl.commands.lifecycle import refresh, resolve_jobs, start_values, wait_for, wait_timeout
+from benchctl.executors.files import tail_lines
 from benchctl.jobs import Job
-from benchctl.slurm import logparse
+from benchctl.options import Complete, Option, integer, path
+from benchctl.services.server import Server
 from benchctl.slurm.states import JobState
 
 if TYPE_CHECKING:
@@ -25,102 +27,17 @@ _STATE_STYLE = {JobState.RUNNING: "green", JobState.PENDING: "yellow", JobState.
                 JobState.OUT_OF_MEMORY: "red", JobState.NODE_FAIL: "red"}
 
 
-def service_names() -> list[str]:
-    from benchctl.services import SERVICES
-
-    return sorted(SERVICES)
-
-
-def _start_options(app: App, positionals: Sequence[str]) -> tuple[OptSpec, ...]:
-    from benchctl.services import SERVICES
-
-    cls = SERVICES.get(positionals[0]) if positionals else None
-    if cls is None:
-        return ()
-    kinds = {"int": ArgKind.INT, "choice": ArgKind.CHOICE, "path": ArgKind.PATH}
-    return tuple(OptSpec(o.flag, kinds.get(o.kind, ArgKind.TEXT), o.help, o.choices, metavar=o.metavar)
-                 for o in cls.start_options())
-
-
-# ---- target resolution --------------------------------------------------------------------------
-def resolve_jobs(app: App, target: str, *, active_only: bool = False, manage: bool = False) -> list[Job]:
-    """A job id, or a service name (→ its latest job, or all its active jobs with active_only).
-
-    Service names resolve among the current executor's jobs only. ``manage``: the caller will act on the
-    job (stop, wait, bench), which only the executor that started it can do.
-    """
-    job = app.jobs.get(target)
-    if job is not None:
-        if manage and job.executor != app.executor_name:
-            raise CommandError(f"job {job.id} was started by the {job.executor} executor; "
-                               f"manage it with 'benchctl --executor {job.executor}'")
-        return [job]
-    if target in service_names():
-        mine = [j for j in app.jobs.all() if j.service == target and j.executor == app.executor_name]
-        active = [j for j in mine if not j.state.is_final]
-        if active_only and active:
-            return active
-        latest = max(active or mine, key=lambda j: j.submitted_at, default=None)
-        if latest is None:
-            raise CommandError(f"no {target} job tracked (start one with 'start {target}')")
-        return [latest]
-    raise CommandError(f"{target!r} is neither a tracked job id nor a service (see 'status')")
-
-
-def refresh(app: App, jobs: Sequence[Job]) -> list[Job]:
-    from benchctl.tracking import refresh_jobs
-
-    mine = [j for j in jobs if j.executor == app.executor.name]
-    updated = refresh_jobs(app.executor, app.jobs, mine)
-    return [updated.get(j.id, j) for j in jobs]
+def start_options(app: App, positionals: Sequence[str]) -> tuple[Option, ...]:
+    """The options of ``start SERVICE``: the service's own and the common ones."""
+    cls = app.services.get(positionals[0]) if positionals else None
+    return cls.start_options() if cls is not None else ()
 
 
 # ---- start ---------------------------------------------------------------------------------------
-def load_recipe(path: str, service: Any) -> dict[str, Any]:
-    """A YAML recipe: ``{service: NAME, options: {time: ..., cpus: ...}}`` (or the options mapping alone)."""
-    import yaml
-
-    try:
-        # BaseLoader: every scalar stays text. safe_load (YAML 1.1) reads `time: 12:00:00` as the base-60
-        # integer 43200, which Slurm would take as 43200 minutes; Option.convert checks and converts values.
-        data = yaml.load(Path(path).expanduser().read_text(), Loader=yaml.BaseLoader)
-    except OSError as exc:
-        raise CommandError(f"cannot read recipe {path}: {exc.strerror}") from None
-    except yaml.YAMLError as exc:
-        raise CommandError(f"recipe {path} is not valid YAML: {str(exc).splitlines()[0]}") from None
-    if not isinstance(data, dict):
-        raise CommandError(f"recipe {path}: expected a mapping of options")
-    if "service" in data and data["service"] != service.name:
-        raise CommandError(f"recipe {path} is for {data['service']!r}, not {service.name!r}")
-    options = data.get("options", {k: v for k, v in data.items() if k != "service"})
-    if not isinstance(options, dict):
-        raise CommandError(f"recipe {path}: 'options' must be a mapping")
-    by_dest = {o.dest: o for o in service.start_options()}
-    values = {}
-    for key, raw in options.items():
-        opt = by_dest.get(str(key).replace("-", "_"))
-        if opt is None:
-            raise CommandError(f"recipe {path}: unknown option {key!r} for {service.name}")
-        values[opt.dest] = _convert(opt, raw, f"recipe {path}")
-    return values
-
-
-def _convert(opt: Any, raw: Any, where: str) -> Any:
-    from benchctl.services.options import OptionError
-
-    try:
-        return opt.convert(raw)
-    except OptionError as exc:
-        raise CommandError(f"{where}: {exc}") from None
-
-
 def cmd_start(app: App, args: ParsedArgs) -> None:
     """Submit a service as a Slurm job. --dry-run prints the batch script and submits nothing."""
     service = app.service(args.positionals[0])
-    recipe = load_recipe(args.get("recipe"), service) if args.get("recipe") else {}
-    options = {o.dest: _convert(o, args.get(o.dest), "start") for o in service.start_options()
-               if args.get(o.dest) is not None}
-    values = service.resolve(options, recipe)
+    values = start_values(app, service, args)
     from benchctl.templates import TemplateError
 
     try:
@@ -153,7 +70,7 @@ def describe(app: App, job: Job) -> None:
     ep = service.endpoint(job)
     if ep and not job.state.is_final:
         head.append(f"  {ep.host}:{ep.port}")
-    if job.state is JobState.RUNNING and not service.is_batch:
+    if job.state is JobState.RUNNING and isinstance(service, Server):
         head.append("  ready" if job.ready else "  not ready yet", style="bold green" if job.ready else "yellow")
     app.ui.print(head)
     for label, value in service.details(job):
@@ -170,7 +87,7 @@ def describe(app: App, job: Job) -> None:
         if host:
             user = s.text("tunnel.user") or os.environ.get("USER") or getpass.getuser()
             app.ui.text(f"  tunnel: ssh -p {s.get('tunnel.port')} {user}@{host} -NL {job.port}:{node}:{job.port}")
-        app.ui.text(f"  url:    http://{ep.host if ep else node}:{job.port}{service.health_path}")
+        app.ui.text(f"  url:    http://{ep.host if ep else node}:{job.port}{getattr(service, 'health_path', '')}")
     app.ui.text(f"  logs:   {job.out_path}")
 
 
@@ -185,72 +102,49 @@ def cmd_check(app: App, args: ParsedArgs) -> None:
             raise CommandError("no jobs tracked (start one with 'start SERVICE')")
     jobs = refresh(app, jobs)
     if args.get("wait"):
-        timeout = float(args.get("timeout") or app.settings.get("ui.wait_timeout"))
+        timeout = wait_timeout(app, args.get("timeout"))
         jobs = [wait_for(app, job, timeout) for job in jobs]
         return
     for job in jobs:
         service = app.service(job.service)
-        if job.state is JobState.RUNNING and not job.ready and job.port and service.probe(job):
+        if (job.state is JobState.RUNNING and not job.ready and job.port and isinstance(service, Server)
+                and service.probe(job)):
             job = app.jobs.update(job.id, ready=True) or job
         describe(app, job)
-
-
-def wait_for(app: App, job: Job, timeout: float) -> Job:
-    """Block until ``job`` is ready. Each state change is printed as a line (and so recorded in the
-    transcript); the spinner shows the elapsed time on a terminal."""
-    from benchctl.services import ServiceError
-
-    service = app.service(job.service)
-    seen: list[tuple[object, ...]] = []
-    with app.ui.status(f"waiting for {job.label}…") as status:
-        def progress(j: Job, elapsed: float) -> None:
-            where = f" on {j.host or j.nodes}" if (j.host or j.nodes) else ""
-            why = f" ({j.reason})" if j.reason and j.state is JobState.PENDING else ""
-            key = (j.state, j.reason, where)
-            if not seen or seen[-1] != key:
-                seen.append(key)
-                app.ui.text(f"  {elapsed:5.1f}s  {j.label} {j.state.value}{why}{where}")
-            status.update(f"waiting for {j.label}: {j.state.value}{why}{where}, {elapsed:.0f}s / {timeout:.0f}s")
-
-        started = time.monotonic()
-        try:
-            job = service.wait_ready(job, timeout, progress)
-        except ServiceError as exc:
-            raise CommandError(str(exc)) from None
-    done = "finished" if service.is_batch else "ready"
-    app.ui.success(f"  {time.monotonic() - started:5.1f}s  {job.label} {done}")
-    describe(app, job)
-    return job
 
 
 # ---- logs ----------------------------------------------------------------------------------------
 def cmd_logs(app: App, args: ParsedArgs) -> None:
     """Print the last lines of a job's output (--err: its error file); --follow keeps printing (Ctrl-C ends)."""
     job = refresh(app, resolve_jobs(app, args.positionals[0]))[0]
-    path = Path(job.err_path if args.get("err") else job.out_path)
-    count = args.get("n", 50)
-    if not path.exists():
+    path = job.err_path if args.get("err") else job.out_path
+    files = app.executor.files
+    if not path or not files.exists(path):
         state = f"job is {job.state.value}" + (f" ({job.reason})" if job.reason else "")
         app.ui.info(f"no output yet at {path} ({state})")
         if not args.get("follow"):
             return
     app.ui.info(f"==> {path} <==")
-    for line in logparse.tail(path, count):
+    for line in tail_lines(files, path, args.get("n")):
         app.ui.text(line)
     if args.get("follow"):
         follow(app, job, path)
 
 
-def follow(app: App, job: Job, path: Path) -> None:
+def follow(app: App, job: Job, path: str) -> None:
     """Print lines appended to ``path`` until the job ends or the user presses Ctrl-C."""
-    pos = path.stat().st_size if path.exists() else 0
+    files = app.executor.files
+    info = files.stat(path)
+    pos = info.size if info else 0
     last_check = 0.0
     try:
         while True:
-            if path.exists():
-                with path.open("rb") as fh:
-                    fh.seek(pos)
-                    chunk = fh.read()
+            info = files.stat(path)
+            if info is not None and info.size > pos:
+                try:
+                    chunk = files.read_bytes(path, pos)
+                except OSError:
+                    chunk = b""
                 if chunk:
                     pos += len(chunk)
                     for line in chunk.decode("utf-8", errors="replace").splitlines():
@@ -323,24 +217,25 @@ def cmd_status(app: App, args: ParsedArgs) -> None:
 
 
 def register(registry: Registry) -> None:
-    target = (ArgKind.TARGET,)
+    target = (Complete.TARGET,)
     registry.add(Command("start", cmd_start, "start SERVICE [options] [--recipe FILE] [--dry-run]",
-                         "submit a service as a Slurm job", (ArgKind.SERVICE,),
-                         (OptSpec("--dry-run", None, "print the batch script, submit nothing"),
-                          OptSpec("--recipe", ArgKind.PATH, "YAML file with start options", metavar="FILE")),
-                         min_args=1, options_for=_start_options))
+                         "submit a service as a Slurm job", (Complete.SERVICE,),
+                         (Option("--dry-run", "print the batch script, submit nothing", None),
+                          Option("--recipe", "YAML file with start options", path, metavar="FILE",
+                                 complete=Complete.PATH)),
+                         min_args=1, options_for=start_options))
     registry.add(Command("check", cmd_check, "check [SERVICE|JOBID] [--wait [--timeout S]]",
                          "state, node, endpoint, readiness, tunnel hint", target,
-                         (OptSpec("--wait", None, "block until ready (or failed)"),
-                          OptSpec("--timeout", ArgKind.INT, "seconds --wait waits", metavar="S"))))
+                         (Option("--wait", "block until ready (or failed)", None),
+                          Option("--timeout", "seconds --wait waits (default: ui.wait_timeout)", integer(0),
+                                 metavar="S"))))
     registry.add(Command("logs", cmd_logs, "logs SERVICE|JOBID [--follow] [--err] [-n N]",
                          "show a job's output", target,
-                         (OptSpec("--follow", None, "keep printing new lines (Ctrl-C ends)", short="-f"),
-                          OptSpec("--err", None, "the error file instead of the output file"),
-                          OptSpec("-n", ArgKind.INT, "number of lines (default 50)", metavar="N")),
+                         (Option("--follow", "keep printing new lines (Ctrl-C ends)", None, short="-f"),
+                          Option("--err", "the error file instead of the output file", None),
+                          Option("-n", "number of lines", integer(0), default=50, metavar="N")),
                          min_args=1))
     registry.add(Command("stop", cmd_stop, "stop SERVICE|JOBID|all", "stop cleanly, then cancel the job",
-                         (ArgKind.TARGET_ALL,), min_args=1))
+                         (Complete.TARGET_ALL,), min_args=1))
     registry.add(Command("status", cmd_status, "status [--all]", "table of tracked jobs", (),
-                         (OptSpec("--all", None, "all jobs, not just the last 20"),)))
-
+                         (Option("--all", "all jobs, not just the last 20", None),)))

@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING
 from rich.table import Table
 from rich.text import Text
 
-from benchctl.commands import ArgKind, Command, CommandError, ExitRepl, OptSpec, ParsedArgs, Registry
+from benchctl.commands import Command, CommandError, ExitRepl, ParsedArgs, Registry
+from benchctl.options import Complete, Option
 
 if TYPE_CHECKING:
     from benchctl.app import App
@@ -22,7 +23,7 @@ def cmd_help(app: App, args: ParsedArgs) -> None:
         for command in app.registry:
             table.add_row(Text(command.usage, style="bold"), command.summary)
         app.ui.renderable(table)
-        app.ui.info("services: " + ", ".join(_services()) + "    ('help CMD' for details)")
+        app.ui.info("services: " + ", ".join(app.services.names()) + "    ('help CMD' for details)")
         return
     found = app.registry.lookup(args.positionals[0])
     if found is None:
@@ -34,27 +35,17 @@ def cmd_help(app: App, args: ParsedArgs) -> None:
     if command.aliases:
         app.ui.text(f"aliases: {', '.join(command.aliases)}")
     options = list(command.options)
-    if command.name == "start":
-        from benchctl.commands.services import _start_options
-
-        for name in _services():
-            extra = [o for o in _start_options(app, [name]) if o.flag not in {x.flag for x in options}]
-            options.extend(extra)
+    if command.options_for is not None and command.name == "start":
+        for name in app.services.names():
+            options.extend(o for o in command.all_options(app, [name]) if o.flag not in {x.flag for x in options})
     if options:
         table = Table(show_edge=False, show_header=False, box=None, padding=(0, 2))
         for opt in options:
-            value = f" {opt.metavar or opt.value.value.upper()}" if opt.value else ""
-            if opt.choices:
-                value = " {" + "|".join(opt.choices) + "}"
             flags = f"{opt.short}, {opt.flag}" if opt.short else opt.flag
-            table.add_row(f"  {flags}{value}", opt.help)
+            value = f" {opt.value_name}" if opt.value_name else ""
+            # Text, not markup: help such as "[ior-easy] transferSize" must print its brackets.
+            table.add_row(Text(f"  {flags}{value}"), Text(opt.help_text))
         app.ui.renderable(table)
-
-
-def _services() -> list[str]:
-    from benchctl.commands.services import service_names
-
-    return service_names()
 
 
 def cmd_history(app: App, args: ParsedArgs) -> None:
@@ -111,9 +102,9 @@ def cmd_exit(app: App, args: ParsedArgs) -> None:
 
 
 def register(registry: Registry) -> None:
-    registry.add(Command("help", cmd_help, "help [COMMAND]", "list commands or describe one", (ArgKind.COMMAND,)))
-    registry.add(Command("history", cmd_history, "history [N]", "show recent commands", (ArgKind.INT,)))
+    registry.add(Command("help", cmd_help, "help [COMMAND]", "list commands or describe one", (Complete.COMMAND,)))
+    registry.add(Command("history", cmd_history, "history [N]", "show recent commands", (Complete.NUMBER,)))
     registry.add(Command("save", cmd_save, "save [PATH] [--html]", "save the session transcript",
-                         (ArgKind.PATH,), (OptSpec("--html", None, "also write an HTML transcript"),)))
+                         (Complete.PATH,), (Option("--html", "also write an HTML transcript", None),)))
     registry.add(Command("config", cmd_config, "config", "effective settings and their sources"))
     registry.add(Command("exit", cmd_exit, "exit", "leave benchctl (jobs keep running)", aliases=("quit",)))

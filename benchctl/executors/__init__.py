@@ -1,6 +1,9 @@
-"""Executors: where a rendered batch script runs. ``slurm`` (on a login node), ``local`` (no Slurm).
+"""Executors: where a rendered batch script runs -- ``slurm`` (on a login node) and ``local`` (no Slurm).
 
-An ``ssh`` executor (laptop → login node) plugs in behind the same interface.
+``EXECUTORS`` is the one table of them: the command line's ``--executor`` choices, the config check and the
+``auto`` choice all come from it. A new executor (an ``ssh`` one: laptop → login node) is a class with
+``create``/``available`` and the five operations of ``Executor`` (its ``files`` reach the jobs' side),
+registered here.
 """
 
 from __future__ import annotations
@@ -8,31 +11,36 @@ from __future__ import annotations
 from pathlib import Path
 
 from benchctl.executors.base import Executor, ExecutorError
-from benchctl.slurm.runner import Runner
+from benchctl.executors.local import LocalExecutor
+from benchctl.executors.process import Runner
+from benchctl.executors.slurm import SlurmExecutor
+from benchctl.registry import Registry
 
-EXECUTORS = ("auto", "slurm", "local")
+EXECUTORS: Registry[type[Executor]] = Registry("executor", (SlurmExecutor, LocalExecutor), key=lambda cls: cls.name)
+
+
+def executor_choices() -> tuple[str, ...]:
+    """What ``--executor`` and the ``executor`` setting accept."""
+    return ("auto", *EXECUTORS.names())
 
 
 def resolve_executor_name(name: str, runner: Runner) -> str:
-    """``auto`` means Slurm when ``sbatch`` is on PATH, else the local executor (the embedded default)."""
+    """``auto`` means the available executor of the highest priority (Slurm when ``sbatch`` is on PATH, else
+    the local executor, the embedded default)."""
     if name == "auto":
-        return "slurm" if runner.which("sbatch") else "local"
+        ranked = sorted(EXECUTORS, key=lambda cls: -cls.auto_priority)
+        return next(cls.name for cls in ranked if cls.available(runner))
     if name not in EXECUTORS:
-        raise ExecutorError(f"unknown executor {name!r} (choose from {', '.join(EXECUTORS)})")
+        raise ExecutorError(f"unknown executor {name!r} (choose from {', '.join(executor_choices())})")
     return name
 
 
 def make_executor(name: str, runner: Runner, state_dir: Path) -> Executor:
     """Build the executor called ``name`` (already resolved, not ``auto``)."""
-    if name == "slurm":
-        from benchctl.executors.slurm import SlurmExecutor
-
-        return SlurmExecutor(runner)
-    if name == "local":
-        from benchctl.executors.local import LocalExecutor
-
-        return LocalExecutor(state_dir / "local")
-    raise ExecutorError(f"unknown executor {name!r}")
+    cls = EXECUTORS.get(name)
+    if cls is None:
+        raise ExecutorError(f"unknown executor {name!r}")
+    return cls.create(runner, state_dir)
 
 
-__all__ = ["EXECUTORS", "Executor", "ExecutorError", "make_executor", "resolve_executor_name"]
+__all__ = ["EXECUTORS", "Executor", "ExecutorError", "executor_choices", "make_executor", "resolve_executor_name"]

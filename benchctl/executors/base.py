@@ -1,11 +1,15 @@
-"""The executor interface: submit a batch script, report job states, signal and cancel jobs."""
+"""The executor interface: submit a batch script, report job states, signal and cancel jobs, and reach the
+jobs' files (``files``: a ``JobFiles``)."""
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from pathlib import Path
+from typing import ClassVar
 
+from benchctl.executors.files import JobFiles, LocalFiles
+from benchctl.executors.process import Runner
 from benchctl.slurm.parse import JobStatus
 
 
@@ -14,13 +18,31 @@ class ExecutorError(RuntimeError):
 
 
 class Executor(ABC):
-    """Runs batch scripts somewhere and tells what became of them."""
+    """Runs batch scripts somewhere and tells what became of them.
 
-    name: str = ""
+    Subclasses register in ``benchctl.executors.EXECUTORS``; ``auto_priority`` and ``available`` decide what
+    ``executor = "auto"`` picks (the highest priority that is available).
+    """
+
+    name: ClassVar[str] = ""
+    summary: ClassVar[str] = ""
+    auto_priority: ClassVar[int] = 0
+    files: JobFiles = LocalFiles()
+
+    @classmethod
+    @abstractmethod
+    def create(cls, runner: Runner, state_dir: Path) -> Executor:
+        """Build the executor for one session (``state_dir``: benchctl's state folder)."""
+
+    @classmethod
+    def available(cls, runner: Runner) -> bool:
+        """Whether this executor can work here (``auto`` takes the best available one)."""
+        return True
 
     @abstractmethod
     def submit(self, script: Path, *, cwd: Path) -> str:
-        """Submit ``script``; return the job id. Raises ExecutorError with the scheduler's message."""
+        """Submit ``script`` (a path in ``files``); return the job id. Raises ExecutorError with the
+        scheduler's message."""
 
     @abstractmethod
     def query(self, job_ids: Sequence[str]) -> dict[str, JobStatus]:

@@ -26,6 +26,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from benchctl.executors.base import Executor, ExecutorError
+from benchctl.executors.process import Runner
 from benchctl.slurm.parse import JobStatus
 from benchctl.slurm.states import JobState
 
@@ -90,6 +91,12 @@ class LocalExecutor(Executor):
     """Detached local processes that look like Slurm jobs."""
 
     name = "local"
+    summary = "detached processes on this machine (no Slurm)"
+    auto_priority = 0
+
+    @classmethod
+    def create(cls, runner: Runner, state_dir: Path) -> LocalExecutor:
+        return cls(state_dir / "local")
 
     def __init__(self, state_dir: Path) -> None:
         self.state_dir = state_dir

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from benchctl.executors.base import Executor, ExecutorError
+from benchctl.executors.process import CommandNotFound, Runner, submission_env
 from benchctl.slurm.parse import (
     SACCT_FIELDS,
     SQUEUE_FORMAT,
@@ -16,7 +17,6 @@ from benchctl.slurm.parse import (
     parse_sbatch,
     parse_squeue,
 )
-from benchctl.slurm.runner import CommandNotFound, Runner, submission_env
 from benchctl.slurm.states import JobState
 
 log = logging.getLogger(__name__)
@@ -26,10 +26,20 @@ class SlurmExecutor(Executor):
     """Talks to Slurm through the Runner seam; one squeue call per poll, sacct only for what squeue lacks."""
 
     name = "slurm"
+    summary = "sbatch/squeue/sacct/scancel on this host (a login node)"
+    auto_priority = 10
 
     def __init__(self, runner: Runner, *, timeout: float = 30.0) -> None:
         self.runner = runner
         self.timeout = timeout
+
+    @classmethod
+    def create(cls, runner: Runner, state_dir: Path) -> SlurmExecutor:
+        return cls(runner)
+
+    @classmethod
+    def available(cls, runner: Runner) -> bool:
+        return runner.which("sbatch")
 
     def _run(self, argv: list[str], **kw: object):  # type: ignore[no-untyped-def]
         try:

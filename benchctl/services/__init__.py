@@ -1,19 +1,26 @@
-"""The explicit service registry: adding a service = one module, one template, one entry here."""
+"""The explicit service registry: adding a service = one module, one template, one entry here.
+
+``SERVICES`` holds the classes by name; every ``App`` works on its own copy (``app.services``), so a service
+defined outside the package (a plug-in, a test) registers for one session with ``app.services.register``.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from benchctl.services.base import Endpoint, ServiceContext, ServiceError, SlurmServer
+from benchctl.registry import Registry
+from benchctl.services.base import ServiceContext, ServiceError, SlurmServer
 from benchctl.services.chroma import Chroma
 from benchctl.services.io500 import Io500
 from benchctl.services.llmsim import LlmSim
 from benchctl.services.ollama import Ollama
 from benchctl.services.qdrant import Qdrant
+from benchctl.services.server import BatchRun, Endpoint, LlmServer, Server, VectorServer
 from benchctl.services.vllm import Vllm
 from benchctl.templates import find_resource_dir
 
-SERVICES: dict[str, type[SlurmServer]] = {cls.name: cls for cls in (Chroma, Qdrant, Io500, Vllm, Ollama, LlmSim)}
+SERVICES: Registry[type[SlurmServer]] = Registry(
+    "service", (Chroma, Qdrant, Io500, Vllm, Ollama, LlmSim), key=lambda cls: cls.name)
 
 
 def load_images(path: Path | None = None) -> dict[str, str]:
@@ -25,4 +32,5 @@ def load_images(path: Path | None = None) -> dict[str, str]:
     return {str(k): str(v) for k, v in data.items()}
 
 
-__all__ = ["SERVICES", "Endpoint", "ServiceContext", "ServiceError", "SlurmServer", "load_images"]
+__all__ = ["SERVICES", "BatchRun", "Endpoint", "LlmServer", "Server", "ServiceContext", "ServiceError",
+           "SlurmServer", "VectorServer", "load_images"]

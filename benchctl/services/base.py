@@ -1,7 +1,9 @@
-"""``SlurmServer``: the life cycle every service shares -- render, submit, track, wait, endpoint, logs, stop.
+"""``SlurmServer``: the life cycle every service shares -- render, submit, track, wait, logs, stop.
 
-A concrete service is declarative (see ``chroma.py``): a name, a template, an image, a health path, its
-own options and the extra template values it needs. Everything else is here.
+Two kinds derive from it (``services/server.py``): ``Server`` (long-lived, with readiness, an endpoint and
+a benchmark client) and ``BatchRun`` (runs to completion and leaves results, like IO500). A concrete
+service is declarative (see ``chroma.py``): a name, a template, its own options and the extra template
+values it needs. Every read or write of a job's files goes through the executor's ``JobFiles``.
 """
 
 from __future__ import annotations
@@ -10,9 +12,7 @@ import json
 import logging
 import secrets
 import time
-import urllib.error
-import urllib.request
-from abc import ABC
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -21,37 +21,25 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from benchctl.config import Settings
 from benchctl.executors.base import Executor, ExecutorError
+from benchctl.executors.files import JobFiles, tail_lines
 from benchctl.jobs import Job, JobTable
-from benchctl.services.options import COMMON_OPTIONS, Option
+from benchctl.options import Option
+from benchctl.services.options import COMMON_OPTIONS
 from benchctl.slurm import logparse
 from benchctl.slurm.states import JobState
-from benchctl.tracking import refresh_jobs
+from benchctl.tracking import read_log_info, refresh_jobs
 
 if TYPE_CHECKING:
+    from benchctl.services.server import Endpoint
     from benchctl.templates import Renderer
 
 log = logging.getLogger(__name__)
-
 
 MAX_QUERY_FAILURES = 5
 
 
 class ServiceError(RuntimeError):
     """A service action failed for a reason the user should read (job failed, timeout, ...)."""
-
-
-@dataclass(frozen=True)
-class Endpoint:
-    """Where a ready service answers."""
-
-    host: str
-    port: int
-    scheme: str = "http"
-    path_prefix: str = ""
-
-    @property
-    def url(self) -> str:
-        return f"{self.scheme}://{self.host}:{self.port}{self.path_prefix}"
 
 
 @dataclass
@@ -65,20 +53,14 @@ class ServiceContext:
     images: Mapping[str, str]
     host_bin_dir: str  # put on PATH in runtime-none jobs (where `chroma` etc. were installed)
 
+    @property
+    def files(self) -> JobFiles:
+        return self.executor.files
 
-# No proxies: HPC login nodes often export http_proxy, which cannot reach compute nodes.
-_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
-
-def http_get(url: str, timeout: float = 3.0, limit: int | None = 65536) -> tuple[int, str]:
-    """GET ``url``; returns (status, body: at most ``limit`` bytes, None = all). Status 0 = no connection."""
-    try:
-        with _OPENER.open(url, timeout=timeout) as resp:
-            return resp.status, resp.read(limit).decode("utf-8", errors="replace")
-    except urllib.error.HTTPError as exc:
-        return exc.code, ""
-    except (OSError, ValueError):
-        return 0, ""
+def option_text(value: Any) -> str:
+    """A start value as the job table stores it (``50`` for 50.0: it reads back as the user wrote it)."""
+    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 class SlurmServer(ABC):
@@ -87,17 +69,25 @@ class SlurmServer(ABC):
     name: ClassVar[str]
     summary: ClassVar[str]
     template: ClassVar[str]
-    health_path: ClassVar[str] = "/"
-    default_port: ClassVar[int] = 0  # 0 = the job picks a free port on its node
+    # A folder with the service's template, searched before batch_templates/ (a service defined outside the
+    # package brings its own; `_macros.j2` is still found).
+    template_dir: ClassVar[Path | None] = None
     uses_gpu: ClassVar[bool] = False
     default_cpus: ClassVar[int] = 2
     ready_timeout: ClassVar[int] = 600
     extra_options: ClassVar[tuple[Option, ...]] = ()
-    bench_kind: ClassVar[str | None] = None  # which benchmark client `bench SERVICE` runs ("vector", ...)
-    is_batch: ClassVar[bool] = False  # a job that runs to completion (IO500), not a server with an endpoint
+    bench_kind: ClassVar[str | None] = None  # the benchmark client `bench SERVICE` runs ("vector", "llm", ...)
+    # Start options worth a line in `check` (e.g. the model an LLM server serves).
+    shown_options: ClassVar[tuple[str, ...]] = ()
+    # How often wait_ready polls at most; batch runs that take hours override it.
+    max_poll_interval: ClassVar[float] = 5.0
 
     def __init__(self, ctx: ServiceContext) -> None:
         self.ctx = ctx
+
+    @property
+    def files(self) -> JobFiles:
+        return self.ctx.files
 
     # ---- declaration -----------------------------------------------------------------------
     @classmethod
@@ -119,8 +109,9 @@ class SlurmServer(ABC):
         values: dict[str, Any] = {
             "partition": s.text("slurm.partition_gpu" if self.uses_gpu else "slurm.partition_cpu"),
             "account": s.text("slurm.account"), "qos": s.text("slurm.qos"), "time": s.text("slurm.time"),
-            "cpus": self.default_cpus, "mem": "", "nodes": 1, "gpus": 4 if self.uses_gpu else 0,
-            "port": self.default_port, "runtime": s.text("container.runtime"),
+            "cpus": self.default_cpus, "mem": "", "nodes": 1,
+            "gpus": int(s.get("node.gpus")) if self.uses_gpu else 0,
+            "port": getattr(self, "default_port", 0), "runtime": s.text("container.runtime"),
             "image": self.ctx.images.get(self.name, ""),
         }
         for opt in self.extra_options:
@@ -148,11 +139,12 @@ class SlurmServer(ABC):
             "path_prepend": self.ctx.host_bin_dir if values["runtime"] == "none" else "",
             "image": image, "sif": str(Path(s.expand("container.sif_dir")) / sif_name),
             "port": int(values["port"]), "ready_timeout": self.ready_timeout,
+            "health_path": getattr(self, "health_path", "/"),
         }
 
     def render(self, values: Mapping[str, Any], run_dir: Path) -> str:
         context = {"job": self.job_values(values, run_dir), **self.template_values(values, run_dir)}
-        return self.ctx.renderer.render(self.template, context)
+        return self.ctx.renderer.render(self.template, context, search=self.template_dir)
 
     def new_run_dir(self) -> Path:
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
@@ -161,20 +153,20 @@ class SlurmServer(ABC):
     def submit(self, values: Mapping[str, Any]) -> Job:
         run_dir = self.new_run_dir()
         script = self.render(values, run_dir)
-        run_dir.mkdir(parents=True, exist_ok=True)
+        self.files.mkdir(run_dir)
         self.prepare_run_dir(values, run_dir)
         script_path = run_dir / "job.sh"
-        script_path.write_text(script)
-        script_path.chmod(0o700)
+        self.files.write_text(script_path, script, mode=0o700)
         try:
             job_id = self.ctx.executor.submit(script_path, cwd=run_dir)
         except ExecutorError as exc:
             raise ExecutorError(f"{exc} (the script is kept at {script_path})") from None
-        (run_dir / "job.json").write_text(json.dumps({"job_id": job_id, "service": self.name,
-                                                      "values": {k: str(v) for k, v in values.items()}}, indent=1))
+        self.files.write_text(run_dir / "job.json", json.dumps(
+            {"job_id": job_id, "service": self.name, "values": {k: str(v) for k, v in values.items()}}, indent=1))
         job = Job(id=job_id, service=self.name, executor=self.ctx.executor.name, script_path=str(script_path),
                   out_path=str(run_dir / f"slurm-{job_id}.out"), err_path=str(run_dir / f"slurm-{job_id}.err"),
-                  run_dir=str(run_dir), options={k: str(v) for k, v in values.items() if v is not None})
+                  run_dir=str(run_dir),
+                  options={k: option_text(v) for k, v in values.items() if v is not None})
         self.ctx.jobs.add(job)
         return job
 
@@ -183,32 +175,21 @@ class SlurmServer(ABC):
         return refresh_jobs(self.ctx.executor, self.ctx.jobs, [job]).get(job.id, job)
 
     def endpoint(self, job: Job) -> Endpoint | None:
-        if not job.port:
-            return None
-        connect = self.ctx.settings.text("network.connect")
-        host = {"localhost": "127.0.0.1", "node": job.host or job.nodes}.get(connect, job.endpoint_host)
-        return Endpoint(host, job.port) if host else None
-
-    def probe(self, job: Job) -> bool:
-        """One readiness check: the service's health endpoint answers 200."""
-        ep = self.endpoint(job)
-        return ep is not None and http_get(ep.url + self.health_path)[0] == 200
-
-    # Start options worth a line in `check` (e.g. the model an LLM server serves).
-    shown_options: ClassVar[tuple[str, ...]] = ()
+        """Where the job's service answers (None: not known yet, or a batch run without one)."""
+        return None
 
     def details(self, job: Job) -> list[tuple[str, str]]:
         """(label, value) lines for `check`: the job's notable options."""
         return [(name.replace("_", " "), job.options[name]) for name in self.shown_options if job.options.get(name)]
 
-    # How often wait_ready polls at most; batch jobs that run for hours override it.
-    max_poll_interval: ClassVar[float] = 5.0
-
+    @abstractmethod
     def is_ready(self, job: Job) -> bool:
         """One step of wait_ready on a refreshed job: True when ready; ServiceError when it never will be."""
-        if job.state.is_final:
-            raise ServiceError(self.failure_reason(job))
-        return job.state is JobState.RUNNING and bool(job.port) and self.probe(job)
+
+    @property
+    def ready_word(self) -> str:
+        """What `check --wait` reports at the end: 'ready' (a server) or 'finished' (a batch run)."""
+        return "ready"
 
     def not_ready_message(self, job: Job, timeout: float) -> str:
         return (f"{job.label} not ready after {timeout:.0f} s (state {job.state.value}"
@@ -254,11 +235,10 @@ class SlurmServer(ABC):
         return text
 
     def last_error_line(self, job: Job) -> str:
-        return logparse.last_error(logparse.tail(Path(job.err_path), 200)) if job.err_path else ""
+        return logparse.last_error(tail_lines(self.files, job.err_path, 200)) if job.err_path else ""
 
     def log_info(self, job: Job) -> logparse.LogInfo:
-        return logparse.parse_files(Path(job.out_path) if job.out_path else None,
-                                    Path(job.err_path) if job.err_path else None)
+        return read_log_info(self.files, job.out_path, job.err_path)
 
     # ---- stop --------------------------------------------------------------------------------
     def stop(self, job: Job, grace: float, *, poll: float = 0.5) -> Job:

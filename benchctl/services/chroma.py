@@ -6,21 +6,20 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
-from benchctl.services.base import SlurmServer
-from benchctl.services.options import Option
+from benchctl.options import Complete, Option, path
+from benchctl.services.server import VectorServer
 
 
-class Chroma(SlurmServer):
+class Chroma(VectorServer):
     name = "chroma"
     summary = "ChromaDB vector database (chroma run, HTTP API v2)"
     template = "chroma.sbatch.j2"
     health_path = "/api/v2/heartbeat"
     default_cpus = 4
     ready_timeout = 300
-    bench_kind = "vector"
     extra_options: ClassVar[tuple[Option, ...]] = (
-        Option("--data-dir", "path", "where chroma keeps its data (default: a new dir under {scratch})",
-               metavar="DIR"),
+        Option("--data-dir", "where chroma keeps its data (default: a new dir under {scratch})", path,
+               metavar="DIR", complete=Complete.PATH),
     )
 
     def template_values(self, values: Mapping[str, Any], run_dir: Path) -> dict[str, Any]:

@@ -15,15 +15,17 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from benchctl.bench import io500 as io500_results
+from benchctl.bench.io500 import parse as io500_results
+from benchctl.executors.files import read_bounded
 from benchctl.jobs import Job
-from benchctl.services.base import ServiceError, SlurmServer
-from benchctl.services.options import Option
-from benchctl.slurm import logparse
-from benchctl.slurm.states import JobState
+from benchctl.options import Complete, Option, Parser, checked, integer
+from benchctl.services.server import BatchRun
 from benchctl.templates import TemplateError
+
+if TYPE_CHECKING:
+    from benchctl.bench.results import RunResult
 
 INI_TEMPLATE = "io500.ini.j2"
 CONFIG_NAME = "config.ini"
@@ -143,10 +145,15 @@ def read_global_dirs(text: str) -> dict[str, str]:
     return found
 
 
-class Io500(SlurmServer):
+def _ini_option(check: Any, name: str) -> Parser:
+    """An option parser from one of the INI checks (the same rule refuses the value at parse time)."""
+    return checked(lambda raw: check(name, raw), Io500ConfigError)
+
+
+class Io500(BatchRun):
     name = "io500"
-    is_batch = True
     bench_kind = "io500"
+    results_name = "IO500 results"
     summary = "IO500 storage benchmark (ior + mdtest + find over MPI; a batch job, not a server)"
     template = "io500.sbatch.j2"
     default_cpus = 1  # CPUs per MPI rank; ranks per node come from --tasks-per-node
@@ -158,23 +165,23 @@ class Io500(SlurmServer):
     default_files_per_proc = 1000000
     extra_options: ClassVar[tuple[Option, ...]] = (
         # The base has no --nodes option (servers run on one node); IO500 is the first multi-node job.
-        Option("--nodes", "int", "number of nodes (default 1)", default=1, metavar="N"),
-        Option("--tasks-per-node", "int", f"MPI ranks per node (default {default_tasks_per_node})",
-               default=default_tasks_per_node, metavar="T"),
-        Option("--stonewall", "int", f"seconds each write phase runs; < 300 makes the run INVALID "
-               f"(default {default_stonewall})", default=default_stonewall, metavar="S"),
-        Option("--mode", "choice", "IO500 mode: standard, or extended (adds the optional phases and [SCOREX])",
+        Option("--nodes", "number of nodes", integer(1), default=1, metavar="N"),
+        Option("--tasks-per-node", "MPI ranks per node", integer(1), default=default_tasks_per_node, metavar="T"),
+        Option("--stonewall", "seconds each write phase runs; < 300 makes the run INVALID", integer(1),
+               default=default_stonewall, metavar="S"),
+        Option("--mode", "IO500 mode: standard, or extended (adds the optional phases and [SCOREX])",
                default="standard", choices=("standard", "extended")),
-        Option("--datadir", "path", "directory on the file system to test (default: a new dir under {scratch})",
-               metavar="DIR"),
-        Option("--config", "path", "your own IO500 INI file instead of the generated one", metavar="FILE"),
-        Option("--mpi", "choice", "srun MPI plugin: pmix (MeluXina), pmi2, or default (the site's MpiDefault)",
+        Option("--datadir", "directory on the file system to test (default: a new dir under {scratch})",
+               _ini_option(check_path, "datadir"), metavar="DIR", complete=Complete.PATH),
+        Option("--config", "your own IO500 INI file instead of the generated one", metavar="FILE",
+               complete=Complete.PATH),
+        Option("--mpi", "srun MPI plugin: pmix (MeluXina), pmi2, or default (the site's MpiDefault)",
                default="pmix", choices=("pmix", "pmi2", "default")),
-        Option("--transfer-size", "str", f"[ior-easy] transferSize (default {default_transfer_size})",
-               metavar="SIZE"),
-        Option("--block-size", "str", f"[ior-easy] blockSize, a multiple of the transfer size "
-               f"(default {default_block_size})", metavar="SIZE"),
-        Option("--files-per-proc", "int", f"[mdtest-easy] and [mdtest-hard] n (default {default_files_per_proc})",
+        Option("--transfer-size", "[ior-easy] transferSize", _ini_option(check_size, "transfer size"),
+               default=default_transfer_size, metavar="SIZE"),
+        Option("--block-size", "[ior-easy] blockSize, a multiple of the transfer size",
+               _ini_option(check_size, "block size"), default=default_block_size, metavar="SIZE"),
+        Option("--files-per-proc", "[mdtest-easy] and [mdtest-hard] n", integer(1), default=default_files_per_proc,
                metavar="N"),
     )
 
@@ -210,9 +217,8 @@ class Io500(SlurmServer):
     def write_config(self, values: Mapping[str, Any], run_dir: Path) -> Path:
         """Render the INI next to the batch script (``<run_dir>/config.ini``) and return its path."""
         text = self.render_ini(values, run_dir)
-        run_dir.mkdir(parents=True, exist_ok=True)
         path = run_dir / CONFIG_NAME
-        path.write_text(text)
+        self.files.write_text(path, text)
         return path
 
     def template_values(self, values: Mapping[str, Any], run_dir: Path) -> dict[str, Any]:
@@ -249,7 +255,7 @@ class Io500(SlurmServer):
         """The job's IO500 result directory: the BENCHCTL_RESULT_DIR marker, else IO500's own log line."""
         text = self.log_info(job).markers.get("RESULT_DIR", "")
         if not text and job.out_path:
-            text = io500_results.find_result_dir(logparse.read_bounded(Path(job.out_path))) or ""
+            text = io500_results.find_result_dir(read_bounded(self.files, job.out_path)) or ""
         if text:
             # IO500 prints the directory as configured: relative to the job's working directory (run_dir).
             return Path(job.run_dir or ".") / text  # an absolute text replaces the prefix
@@ -257,34 +263,37 @@ class Io500(SlurmServer):
             return None
         # Stopped or killed before the end (no final line, no marker): the newest directory IO500 wrote a
         # summary into under the generated INI's resultdir -- partial results are still results.
-        summaries = sorted((run_dir := Path(job.run_dir) / "results").glob(f"*/{io500_results.SUMMARY_FILE}"),
-                           key=lambda p: p.stat().st_mtime)
+        base = Path(job.run_dir) / "results"
+        summaries = [(info.mtime, base / name) for name in self.files.listdir(base)
+                     if (info := self.files.stat(base / name / io500_results.SUMMARY_FILE)) is not None]
         if summaries:
-            return summaries[-1].parent
-        return run_dir if (run_dir / io500_results.SUMMARY_FILE).is_file() else None
+            return max(summaries)[1]
+        return base if self.files.is_file(base / io500_results.SUMMARY_FILE) else None
 
-    def results(self, job: Job) -> io500_results.Io500Result | None:
+    def load(self, job: Job) -> io500_results.Io500Result | None:
         """Parsed results of a finished (or killed) run; None when IO500 wrote nothing."""
         where = self.result_dir(job)
         try:
-            return io500_results.load_result_dir(where) if where else None
+            return io500_results.load_result_dir(where, self.files) if where else None
         except FileNotFoundError:
             return None
 
+    def results(self, job: Job) -> RunResult | None:
+        from benchctl.bench.results import RunResult
+
+        result = self.load(job)
+        if result is None:
+            return None
+        metrics = result.to_dict()
+        return RunResult(kind="io500", service={"name": self.name, "job_id": job.id, "nodes": job.host or job.nodes},
+                         config=dict(job.options), metrics=metrics,
+                         errors={} if metrics.get("valid") else {"invalid": 1}, detail=result)
+
     # ---- a batch job: "ready" means "finished with results" ------------------------------------
-    def probe(self, job: Job) -> bool:
+    def has_results(self, job: Job) -> bool:
         return "DONE" in self.log_info(job).markers and self.result_dir(job) is not None
 
     max_poll_interval = 15.0  # an IO500 run takes minutes to hours: poll gently
-
-    def is_ready(self, job: Job) -> bool:
-        """Ready = finished and left results (there is no endpoint to poll)."""
-        if not job.state.is_final:
-            return False
-        if job.state is JobState.COMPLETED and self.probe(job):
-            return True
-        raise ServiceError(self.failure_reason(job) if job.state is not JobState.COMPLETED else
-                           f"{job.label} ended without IO500 results ('logs {job.id}' shows why)")
 
     def not_ready_message(self, job: Job, timeout: float) -> str:
         return (f"{job.label} still {job.state.value} after {timeout:.0f} s; IO500 runs for several stonewall "

@@ -17,25 +17,19 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
-from benchctl.services.base import SlurmServer
-from benchctl.services.options import Option
-from benchctl.templates import TemplateError
+from benchctl.options import Option, integer, number
+from benchctl.services.server import LlmServer
+
+_MS = number(0)
+_FRACTION = number(0, 1)
 
 
-def _number(values: Mapping[str, Any], key: str, flag: str, *, upper: float | None = None) -> str:
-    """A non-negative decimal option as text for the command line (``50``, ``0.5``); TemplateError if bad."""
-    raw = values.get(key)
-    try:
-        value = float(str(raw))
-    except ValueError:
-        raise TemplateError(f"llm-sim {flag}: expected a number, got {raw!r}") from None
-    if not value >= 0 or (upper is not None and value > upper) or value != value or value == float("inf"):
-        bound = f"between 0 and {upper:g}" if upper is not None else ">= 0"
-        raise TemplateError(f"llm-sim {flag}: expected a number {bound}, got {raw!r}")
-    return f"{value:g}"
+def _g(value: Any) -> str:
+    """A decimal start value as the command line wants it (``50``, ``0.5``)."""
+    return f"{float(value):g}"
 
 
-class LlmSim(SlurmServer):
+class LlmSim(LlmServer):
     name = "llm-sim"
     summary = "simulated LLM server (OpenAI + Ollama APIs, vLLM metrics, exact timing; no GPU)"
     template = "llm-sim.sbatch.j2"
@@ -43,22 +37,20 @@ class LlmSim(SlurmServer):
     health_path = "/health"
     default_cpus = 2
     ready_timeout = 120
-    bench_kind = "llm"
+    default_model = "sim"
+    server_args = ("model", "ttft_ms", "itl_ms", "output_tokens", "max_concurrency", "image", "runtime")
     extra_options: ClassVar[tuple[Option, ...]] = (
-        Option("--model", "str", "served model name (default sim)", default="sim", metavar="NAME"),
-        Option("--ttft-ms", "str", "time to first token once a slot is free, ms (default 50)", default="50",
-               metavar="MS"),
-        Option("--itl-ms", "str", "time between tokens, ms (default 10)", default="10", metavar="MS"),
-        Option("--output-tokens", "int", "output length when a request sets no max_tokens (default 128)",
-               default=128, metavar="N"),
-        Option("--tokens-per-chunk", "int", "tokens per streamed chunk (default 1)", default=1, metavar="N"),
-        Option("--max-concurrency", "int", "sequences served at once, the others queue (default 256)",
-               default=256, metavar="N"),
-        Option("--error-rate", "str", "fraction of requests answered HTTP 500 (default 0)", default="0",
-               metavar="F"),
-        Option("--disconnect-rate", "str", "fraction of streams cut mid-way (default 0)", default="0",
-               metavar="F"),
-        Option("--seed", "int", "seed of the error/disconnect draws (default: random)", metavar="N"),
+        Option("--model", "served model name", default="sim", metavar="NAME"),
+        Option("--ttft-ms", "time to first token once a slot is free, ms", _MS, default=50.0, metavar="MS"),
+        Option("--itl-ms", "time between tokens, ms", _MS, default=10.0, metavar="MS"),
+        Option("--output-tokens", "output length when a request sets no max_tokens", integer(1), default=128,
+               metavar="N"),
+        Option("--tokens-per-chunk", "tokens per streamed chunk", integer(1), default=1, metavar="N"),
+        Option("--max-concurrency", "sequences served at once, the others queue", integer(1), default=256,
+               metavar="N"),
+        Option("--error-rate", "fraction of requests answered HTTP 500", _FRACTION, default=0.0, metavar="F"),
+        Option("--disconnect-rate", "fraction of streams cut mid-way", _FRACTION, default=0.0, metavar="F"),
+        Option("--seed", "seed of the error/disconnect draws (default: random)", integer(0), metavar="N"),
     )
 
     def uses_host_python(self, values: Mapping[str, Any]) -> bool:
@@ -73,19 +65,11 @@ class LlmSim(SlurmServer):
         return job
 
     def template_values(self, values: Mapping[str, Any], run_dir: Path) -> dict[str, Any]:
-        model = str(values.get("model") or "").strip()
-        if not model:
-            raise TemplateError("llm-sim --model: empty name")
-        positive = {k: int(values.get(k) or 0) for k in ("output_tokens", "tokens_per_chunk", "max_concurrency")}
-        for key, n in positive.items():
-            if n < 1:
-                raise TemplateError(f"llm-sim --{key.replace('_', '-')}: expected a whole number >= 1, got {n}")
         seed = values.get("seed")
         return {
-            "model": model, **positive,
-            "ttft_ms": _number(values, "ttft_ms", "--ttft-ms"), "itl_ms": _number(values, "itl_ms", "--itl-ms"),
-            "error_rate": _number(values, "error_rate", "--error-rate", upper=1.0),
-            "disconnect_rate": _number(values, "disconnect_rate", "--disconnect-rate", upper=1.0),
+            "model": str(values["model"]),
+            **{k: int(values[k]) for k in ("output_tokens", "tokens_per_chunk", "max_concurrency")},
+            **{k: _g(values[k]) for k in ("ttft_ms", "itl_ms", "error_rate", "disconnect_rate")},
             "seed": None if seed is None or seed == "" else int(seed),
             "host_fallback": values["runtime"] == "apptainer" and self.uses_host_python(values),
         }

@@ -13,9 +13,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
+from benchctl.http import http_get
 from benchctl.jobs import Job
-from benchctl.services.base import SlurmServer, http_get
-from benchctl.services.options import Option
+from benchctl.options import Complete, Option, integer
+from benchctl.services.server import LlmServer
 from benchctl.templates import TemplateError
 
 TAGS_PATH = "/api/tags"
@@ -51,7 +52,7 @@ def model_listed(tags_body: str, model: str) -> bool:
     return False
 
 
-class Ollama(SlurmServer):
+class Ollama(LlmServer):
     name = "ollama"
     summary = "Ollama LLM server (ollama serve; pulls --model on first use)"
     template = "ollama.sbatch.j2"
@@ -60,16 +61,17 @@ class Ollama(SlurmServer):
     uses_gpu = True
     default_cpus = 8
     ready_timeout = 600  # bound of the job's own "is the server up" loops (not of the model download)
-    bench_kind = "llm"
+    default_backend = "ollama"
+    server_args = ("model", "parallel", "max_loaded", "image", "runtime")
     extra_options: ClassVar[tuple[Option, ...]] = (
-        Option("--model", "str", "model to serve, e.g. llama3.2 or qwen3:4b (required; pulled when missing)",
-               metavar="M"),
-        Option("--parallel", "int", "requests served in parallel per model (OLLAMA_NUM_PARALLEL; default: "
-               "Ollama's)", metavar="N"),
-        Option("--max-loaded", "int", "models kept loaded at once (OLLAMA_MAX_LOADED_MODELS; default: Ollama's)",
-               metavar="N"),
-        Option("--models-dir", "path", "where models are stored, shared between jobs (OLLAMA_MODELS; default "
-               "{scratch}/benchctl/ollama-models)", metavar="DIR"),
+        Option("--model", "model to serve, e.g. llama3.2 or qwen3:4b (pulled when missing)",
+               metavar="M", required=True),
+        Option("--parallel", "requests served in parallel per model (OLLAMA_NUM_PARALLEL; default: Ollama's)",
+               integer(0), metavar="N"),
+        Option("--max-loaded", "models kept loaded at once (OLLAMA_MAX_LOADED_MODELS; default: Ollama's)",
+               integer(0), metavar="N"),
+        Option("--models-dir", "where models are stored, shared between jobs (OLLAMA_MODELS; default "
+               "{scratch}/benchctl/ollama-models)", metavar="DIR", complete=Complete.PATH),
     )
 
     def template_values(self, values: Mapping[str, Any], run_dir: Path) -> dict[str, Any]:

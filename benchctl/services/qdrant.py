@@ -10,62 +10,37 @@ submitting shell (sbatch passes that environment to the job), and the script rea
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
 from benchctl.executors.base import ExecutorError
+from benchctl.executors.process import submission_env
 from benchctl.jobs import Job
-from benchctl.services.base import SlurmServer
-from benchctl.services.options import Option, OptionError
-from benchctl.slurm.runner import submission_env
+from benchctl.options import Complete, Option, valid_env_name
+from benchctl.services.options import PORT, job_env_name
+from benchctl.services.server import VectorServer
 from benchctl.templates import TemplateError
 
-_ENV_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
-
-def valid_env_name(name: str) -> bool:
-    """A name bash accepts in ``${NAME}`` (nothing that could become code in the script)."""
-    return _ENV_NAME_RE.fullmatch(name) is not None
-
-
-@dataclass(frozen=True)
-class EnvNameOption(Option):
-    """An option whose value is the NAME of an environment variable (a shell identifier)."""
-
-    def convert(self, raw: Any) -> Any:
-        text = super().convert(raw)
-        if not valid_env_name(text):
-            raise OptionError(f"{self.flag}: expected the name of an environment variable (letters, digits "
-                              f"and _, not starting with a digit), got {text!r}; pass the variable's name, "
-                              f"not its value")
-        if text not in submission_env({text: "x"}):
-            raise OptionError(f"{self.flag}: {text} cannot carry the key: benchctl does not pass SLURM_*, SBATCH_*, "
-                              f"SALLOC_* or SRUN_* variables to sbatch; use another name")
-        return text
-
-
-class Qdrant(SlurmServer):
+class Qdrant(VectorServer):
     name = "qdrant"
     summary = "Qdrant vector database (REST API, optional gRPC)"
     template = "qdrant.sbatch.j2"
     health_path = "/readyz"  # on Qdrant's auth whitelist: answers without the API key
     default_cpus = 4
     ready_timeout = 300
-    bench_kind = "vector"  # `bench qdrant` runs the vector benchmark through STORES["qdrant"]
     # default_port stays 0 (the job picks a free port) although Qdrant's own default is 6333: compute nodes on
     # MeluXina are shared, and a second Qdrant (or anyone's) on 6333 would make the job fail at bind time.
     # benchctl records the port the job printed, so clients never need to guess; `--port 6333` pins it when
     # a tool insists on the well-known port. The same applies to --grpc-port (0 = another free port).
     extra_options: ClassVar[tuple[Option, ...]] = (
-        Option("--grpc-port", "int", "gRPC port (default 0: a free port picked on the node, like --port)",
-               default=0, metavar="PORT"),
-        EnvNameOption("--api-key-env", "str", "require an API key: the NAME of an environment variable that "
-                      "holds it (read by the job at run time, never written into the script)", metavar="VAR"),
-        Option("--data-dir", "path", "where qdrant keeps storage and snapshots (default: a new dir under "
-               "{scratch})", metavar="DIR"),
+        Option("--grpc-port", "gRPC port (0: a free port picked on the node, like --port)", PORT, default=0,
+               metavar="PORT"),
+        Option("--api-key-env", "require an API key: the NAME of an environment variable that holds it (read by "
+               "the job at run time, never written into the script)", job_env_name, metavar="VAR"),
+        Option("--data-dir", "where qdrant keeps storage and snapshots (default: a new dir under {scratch})",
+               metavar="DIR", complete=Complete.PATH),
     )
 
     def template_values(self, values: Mapping[str, Any], run_dir: Path) -> dict[str, Any]:

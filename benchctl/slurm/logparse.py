@@ -4,13 +4,15 @@ Templates print ``BENCHCTL_HOST=``, ``BENCHCTL_IP=``, ``BENCHCTL_PORT=`` and ``B
 stdout; slurmstepd writes cancel/time-limit lines to stderr. MeluXina's form of the time-limit line is
 ``error: *** job N CANCELLED DUE TO TIME LIMIT ***``; upstream prints
 ``*** JOB N ON node CANCELLED AT time DUE TO TIME LIMIT ***`` -- both are recognised.
+
+Everything here takes lines of text, never paths: the executor's ``JobFiles`` reads the files (on this
+machine, or on a login node over SSH) and ``tracking.read_log_info`` feeds the lines in.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from pathlib import Path
 
 _MARKER_RE = re.compile(r"^BENCHCTL_([A-Z_]+)=(.*)$")
 _ANSI_RE = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
@@ -23,10 +25,6 @@ _CANCELLED_RE = re.compile(
     r"(?: AT (?P<at>\S+))?(?: DUE TO (?P<why>[A-Z ]+))? \*\*\*"
 )
 _OOM_RE = re.compile(r"Detected \d+ oom[_-]kill event|oom-kill|Out Of Memory", re.IGNORECASE)
-
-# Reading a multi-GB log to find a marker would stall the shell; markers are printed early, kill lines late.
-_HEAD_BYTES = 256 * 1024
-_TAIL_BYTES = 64 * 1024
 
 
 @dataclass
@@ -81,50 +79,6 @@ def parse_lines(lines: list[str], info: LogInfo | None = None) -> LogInfo:
         elif _OOM_RE.search(line):
             info.oom_line = line.strip()
     return info
-
-
-def read_bounded(path: Path) -> list[str]:
-    """Lines from the head and tail of a file, without reading all of a huge log."""
-    try:
-        with path.open("rb") as fh:
-            size = fh.seek(0, 2)
-            fh.seek(0)
-            if size <= _HEAD_BYTES + _TAIL_BYTES:
-                data = fh.read()
-            else:
-                head = fh.read(_HEAD_BYTES)
-                fh.seek(size - _TAIL_BYTES)
-                data = head + b"\n" + fh.read()
-    except OSError:
-        return []
-    return data.decode("utf-8", errors="replace").splitlines()
-
-
-def parse_files(*paths: Path | None) -> LogInfo:
-    """Parse a job's stdout and stderr files (missing files are fine: the job may not have started)."""
-    info = LogInfo()
-    for path in paths:
-        if path is not None:
-            parse_lines(read_bounded(path), info)
-    return info
-
-
-def tail(path: Path, n: int) -> list[str]:
-    """The last ``n`` lines of a file (reads at most the last few MB)."""
-    if n <= 0:
-        return []
-    try:
-        with path.open("rb") as fh:
-            size = fh.seek(0, 2)
-            block = min(size, max(64 * 1024, n * 400))
-            fh.seek(size - block)
-            data = fh.read()
-    except OSError:
-        return []
-    lines = data.decode("utf-8", errors="replace").splitlines()
-    if block < size and lines:
-        lines = lines[1:]  # the first line is probably cut
-    return lines[-n:]
 
 
 # A Python exception line ("ValueError: …", "vllm.x.EngineDeadError: …"), possibly behind a log prefix.

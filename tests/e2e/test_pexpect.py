@@ -1,7 +1,7 @@
 """End-to-end smoke tests: the installed entry point in a real pseudo-terminal (pexpect), plus batch modes.
 
-Prompt matching follows P17 (``benchctl>`` without the trailing space: cursor codes follow it) and Tab is
-paced (P13: completion is asynchronous, so keys sent in one write overtake it).
+The prompt is matched as ``benchctl>`` without its trailing space (prompt_toolkit's cursor codes follow it), and
+Tab is paced: completion is asynchronous, so keys sent in the same write would overtake it.
 """
 
 from __future__ import annotations

@@ -59,7 +59,7 @@ for _ in $(seq 1 100); do
 done
 [ -n "$PORT" ] || { echo "benchctl: no free port found on $(hostname)" >&2; exit 1; }
 echo "BENCHCTL_PORT=$PORT"
-# gRPC gets a free port of its own (not the REST port).
+# Several services may share a node: take a random port nobody listens on (bash's /dev/tcp probes it).
 GRPC_PORT=
 for _ in $(seq 1 100); do
   candidate=$(( 20000 + RANDOM % 30000 ))

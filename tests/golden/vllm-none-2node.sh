@@ -90,7 +90,7 @@ else
   HEAD_IP=$(getent hosts "$HEAD" | awk '{print $1; exit}')
 fi
 [ -n "$HEAD_IP" ] || { echo "benchctl: no IP address for the Ray head $HEAD" >&2; exit 1; }
-# A random free port for Ray (not the API port): fixed ports clash on shared nodes.
+# Several services may share a node: take a random port nobody listens on (bash's /dev/tcp probes it).
 RAY_PORT=
 for _ in $(seq 1 100); do
   candidate=$(( 20000 + RANDOM % 30000 ))

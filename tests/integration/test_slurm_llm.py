@@ -1,4 +1,5 @@
-"""Real Slurm + the LLM simulator: the LLM benchmark's done criterion, from one `benchctl -e` line."""
+"""Real Slurm + the LLM simulator: start, wait, benchmark (TTFT/TPOT against the simulator's exact timing) and
+stop, from one `benchctl -e` line."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Real Slurm + real ChromaDB: the vector benchmark as the issue's done criterion runs it."""
+"""Real Slurm + real ChromaDB: `start chroma; bench chroma ...; stop chroma` from one `benchctl -e` line."""
 
 from __future__ import annotations
 

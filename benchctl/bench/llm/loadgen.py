@@ -15,48 +15,19 @@ import random
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
-from benchctl.bench import llm_prompts
-from benchctl.bench.llm_http import Connection, Pool, RequestFailed, Target
-from benchctl.bench.llm_stream import RequestResult, make_parser
+from benchctl.bench.llm import prompts as llm_prompts
+from benchctl.bench.llm.backends import BACKENDS
+from benchctl.bench.llm.config import LlmConfig
+from benchctl.bench.llm.http import Connection, Pool, RequestFailed, Target
+from benchctl.bench.llm.stream import RequestResult
 from benchctl.bench.stats import summarize
 
 MAX_WARM = 256  # connections opened before a point starts (an open loop's cap may be far higher)
-BACKENDS = ("openai", "openai-chat", "ollama", "ollama-chat")
-PATHS = {"openai": "/v1/completions", "openai-chat": "/v1/chat/completions", "ollama": "/api/generate",
-         "ollama-chat": "/api/chat"}
-
-
-@dataclass
-class LlmConfig:
-    backend: str = "openai"
-    model: str = "sim"
-    concurrency: list[int] = field(default_factory=lambda: [8])
-    rate: list[float] = field(default_factory=list)  # empty = closed loop
-    arrival: str = "poisson"
-    burstiness: float = 1.0
-    requests: int = 0  # 0 = until --duration
-    duration: float = 30.0
-    grace: float = 30.0
-    warmup: int = 0
-    input_tokens: int = 128
-    output_tokens: int = 128
-    seed: int = 42
-    timeout: float = 600.0
-    max_error_rate: float = 1.0
-    slo: dict[str, float] = field(default_factory=dict)  # ttft / tpot / e2el in ms
-    prompts: str = ""  # JSONL / ShareGPT file; "" = synthetic prompts
-    prompt_words: int = 0  # synthetic prompt length in words after calibration (0 = input_tokens)
-    prompt_pad: int = 0  # + one-letter words to hit the token count exactly
-    loaded_prompts: list[llm_prompts.Prompt] = field(default_factory=list, repr=False)
-
-    def record(self) -> dict[str, Any]:
-        """The configuration as stored in run.json (the prompts themselves stay in the file)."""
-        return {k: v for k, v in vars(self).items() if k != "loaded_prompts"}
 
 
 def arrival_offsets(n: int, rate: float, arrival: str, burstiness: float, seed: int) -> list[float]:
@@ -79,17 +50,18 @@ def request_body(cfg: LlmConfig, index: int) -> dict[str, Any]:
     if cfg.loaded_prompts:
         prompt = cfg.loaded_prompts[index % len(cfg.loaded_prompts)]
         # A file prompt's own output length is a target the model may end before (no forced length).
-        return llm_prompts.request_body(cfg.backend, cfg.model, prompt.messages,
-                                        prompt.output_tokens or cfg.output_tokens, exact=prompt.output_tokens is None)
+        return BACKENDS[cfg.backend].body(cfg.model, prompt.messages, prompt.output_tokens or cfg.output_tokens,
+                                          prompt.output_tokens is None)
     text = llm_prompts.prompt_text(index, cfg.prompt_words or cfg.input_tokens, cfg.prompt_pad)
-    return llm_prompts.request_body(cfg.backend, cfg.model, (("user", text),), cfg.output_tokens)
+    return BACKENDS[cfg.backend].body(cfg.model, (("user", text),), cfg.output_tokens, True)
 
 
 async def one_request(pool: Pool, cfg: LlmConfig, result: RequestResult, headers: dict[str, str] | None = None,
                       ) -> None:
-    parser = make_parser(cfg.backend, result)
+    backend = BACKENDS[cfg.backend]
+    parser = backend.parser(result)
     # Encoded before the clock starts: building the request is the client's work, not the server's latency.
-    raw = pool.target.request(PATHS[cfg.backend], orjson.dumps(request_body(cfg, result.index)), headers)
+    raw = pool.target.request(backend.path, orjson.dumps(request_body(cfg, result.index)), headers)
     result.sent = time.perf_counter()  # a new connection's set-up (rare: the pool is warmed) counts, as for a user
     conn: Connection | None = None
     try:

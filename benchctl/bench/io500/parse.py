@@ -22,11 +22,10 @@ import math
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from pathlib import PurePath
+from typing import Any
 
-if TYPE_CHECKING:
-    from rich.table import Table
+from benchctl.executors.files import JobFiles, LocalFiles
 
 SUMMARY_FILE = "result_summary.txt"
 DETAIL_FILE = "result.txt"
@@ -166,7 +165,31 @@ class Io500Result:
             "score": self.score.to_dict() if self.score else {},
             "score_extended": self.score_extended.to_dict() if self.score_extended else {},
             "valid": self.valid, "invalid_reasons": self.invalid_reasons,
+            "notes": [{"message": n.message, "source": n.source, "section": n.section} for n in self.notes],
         }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Io500Result:
+        """Back from ``to_dict`` (a stored run.json): everything the table and the checks need."""
+        def num(value: Any) -> float:
+            return math.nan if value is None else float(value)
+
+        def score(d: Any) -> Score | None:
+            if not isinstance(d, Mapping) or not d:
+                return None
+            return Score(bool(d.get("extended")), num(d.get("bandwidth")), num(d.get("iops")), num(d.get("total")),
+                         bool(d.get("invalid")), str(d.get("bandwidth_unit", "GiB/s")), bool(d.get("legacy")))
+
+        phases = tuple(Phase(str(p.get("name", "")), num(p.get("value")), str(p.get("unit", "")),
+                             num(p.get("time_s")), bool(p.get("scored")), bool(p.get("invalid")))
+                       for p in data.get("phases") or [] if isinstance(p, Mapping))
+        notes = tuple(InvalidNote(str(n.get("message", "")), str(n.get("source", "")), str(n.get("section", "")))
+                      for n in data.get("notes") or [] if isinstance(n, Mapping))
+        procs = data.get("procs")
+        return cls(phases=phases, score=score(data.get("score")), score_extended=score(data.get("score_extended")),
+                   notes=notes, version=str(data.get("version") or ""), mode=str(data.get("mode") or ""),
+                   result_dir=str(data.get("result_dir") or ""), procs=procs if isinstance(procs, int) else None,
+                   config_hash=str(data.get("config_hash") or ""))
 
 
 # ---- line parsers ------------------------------------------------------------------------------
@@ -315,15 +338,19 @@ def _phases_from_detail(detail: ResultDetail) -> tuple[Phase, ...]:
     return tuple(phases)
 
 
-def load_result_dir(path: str | Path) -> Io500Result:
+def load_result_dir(path: str | PurePath, files: JobFiles | None = None) -> Io500Result:
     """A complete result directory: result_summary.txt for phases and scores, result.txt for the run
-    metadata and the ERROR INVALID notes. Either file alone is enough; neither is FileNotFoundError."""
-    root = Path(path)
+    metadata and the ERROR INVALID notes. Either file alone is enough; neither is FileNotFoundError.
+
+    ``files`` reads them where the job wrote them (the executor's ``JobFiles``; this machine by default)."""
+    files = files or LocalFiles()
+    root = PurePath(path)
     summary_path, detail_path = root / SUMMARY_FILE, root / DETAIL_FILE
-    if not summary_path.is_file() and not detail_path.is_file():
+    has_summary, has_detail = files.is_file(summary_path), files.is_file(detail_path)
+    if not has_summary and not has_detail:
         raise FileNotFoundError(f"no {SUMMARY_FILE} or {DETAIL_FILE} in {root}")
-    summary = parse_summary(summary_path.read_text(errors="replace")) if summary_path.is_file() else Io500Result()
-    detail = parse_result_txt(detail_path.read_text(errors="replace")) if detail_path.is_file() else None
+    summary = parse_summary(files.read_text(summary_path)) if has_summary else Io500Result()
+    detail = parse_result_txt(files.read_text(detail_path)) if has_detail else None
     if detail is None:
         return replace(summary, result_dir=str(root))
     run = detail.run
@@ -340,51 +367,3 @@ def load_result_dir(path: str | Path) -> Io500Result:
         config_hash=run.get("config-hash", ""),
         details={k: dict(v) for k, v in detail.sections.items()},
     )
-
-
-# ---- display -----------------------------------------------------------------------------------
-
-
-def _fmt(value: float, digits: int = 3) -> str:
-    return f"{value:.{digits}f}" if math.isfinite(value) else str(value)
-
-
-def result_table(result: Io500Result, *, title: str | None = None) -> Table:
-    """A rich Table (phase, value, unit, time, flag). Invalid rows are shown in red with ``INVALID`` in the
-    flag column, and the caption lists every reason: an invalid run must be obvious, not hidden.
-
-    Cells are ``Text`` objects, not markup strings: notes such as ``[ior-easy-write] ...`` would otherwise
-    be read as rich markup tags and vanish.
-    """
-    from rich.table import Table  # lazily: parsing must not need rich
-    from rich.text import Text
-
-    invalid_flag = Text("INVALID", style="bold red")
-    head = f"IO500 {result.version}".rstrip() + (f" ({result.mode})" if result.mode else "")
-    heading = Text(title) if title else Text.assemble(
-        f"{head} — ", ("VALID", "bold green") if result.valid else ("INVALID", "bold red"))
-    table = Table(title=heading, title_justify="left")
-    table.add_column("phase")
-    table.add_column("value", justify="right")
-    table.add_column("unit")
-    table.add_column("time (s)", justify="right")
-    table.add_column("flag")
-    for p in result.phases:
-        flag = invalid_flag if p.invalid else Text("" if p.scored else "not scored", style="dim")
-        table.add_row(Text(p.name), _fmt(p.value, 6), p.unit, _fmt(p.time_s), flag,
-                      style="red" if p.invalid else None)
-    for score in (result.score, result.score_extended):
-        if score is None:
-            continue
-        flag = invalid_flag if score.invalid else Text("")
-        style = "bold red" if score.invalid else "bold"
-        table.add_section()
-        table.add_row(f"{score.label} bandwidth", _fmt(score.bandwidth, 6), score.bandwidth_unit, "", flag,
-                      style=style)
-        table.add_row(f"{score.label} IOPS", _fmt(score.iops, 6), "kiops", "", flag, style=style)
-        table.add_row(f"{score.label} TOTAL", _fmt(score.total, 6), "", "", flag, style=style)
-    reasons = result.invalid_reasons
-    if reasons:
-        table.caption = Text("invalid: " + "; ".join(reasons), style="red")
-        table.caption_justify = "left"
-    return table

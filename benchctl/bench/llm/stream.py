@@ -215,7 +215,3 @@ class OllamaStream(_LineStream):
 
 
 OLLAMA_DURATIONS = ("load_duration", "prompt_eval_duration", "eval_duration", "total_duration")
-
-
-def make_parser(backend: str, result: RequestResult) -> OpenAIStream | OllamaStream:
-    return OllamaStream(result) if backend.startswith("ollama") else OpenAIStream(result)

@@ -1,4 +1,5 @@
-"""The one subprocess seam: every sbatch/squeue/sacct/scancel (and later ssh) call goes through a Runner.
+"""The one subprocess seam: every program benchctl runs (sbatch, squeue, sacct, scancel, ...) goes through a
+``Runner``.
 
 Unit tests replace the Runner with a fake that answers like Slurm; everything above it stays real.
 Commands are always argument lists -- never a shell string built from user values.

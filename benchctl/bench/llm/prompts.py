@@ -19,14 +19,16 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import aiohttp
+from benchctl.bench.llm.backends import BACKENDS
+
+if TYPE_CHECKING:
+    import aiohttp
 
 _WORDS = ("alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel", "india", "juliet", "kilo",
           "lima", "mike", "november", "oscar", "papa", "quebec", "romeo", "sierra", "tango", "uniform", "victor",
           "whiskey", "xray", "yankee", "zulu")
-_CHAT = ("openai-chat", "ollama-chat")
 MAX_PROMPTS = 1_000_000  # a bigger file is certainly a mistake (and would take all the memory)
 
 
@@ -107,24 +109,6 @@ def load_prompts(path: Path) -> list[Prompt]:
     return prompts
 
 
-def request_body(backend: str, model: str, messages: tuple[tuple[str, str], ...], out: int,
-                 exact: bool = True) -> dict[str, Any]:
-    """The streaming request for one prompt; ``exact`` forces exactly ``out`` tokens where the API can."""
-    text = "\n".join(c for _, c in messages)
-    chat = [{"role": role, "content": content} for role, content in messages]
-    force: dict[str, Any] = {"min_tokens": out, "ignore_eos": True} if exact else {}
-    if backend == "openai":
-        return {"model": model, "prompt": text, "max_tokens": out, **force, "stream": True,
-                "stream_options": {"include_usage": True}}
-    if backend == "openai-chat":
-        return {"model": model, "messages": chat, "max_completion_tokens": out, **force, "stream": True,
-                "stream_options": {"include_usage": True}}
-    options = {"num_predict": out}
-    if backend == "ollama":
-        return {"model": model, "prompt": text, "stream": True, "options": options}
-    return {"model": model, "messages": chat, "stream": True, "options": options}
-
-
 @dataclass
 class Calibration:
     words: int  # words per synthetic prompt
@@ -138,7 +122,8 @@ async def _count(session: aiohttp.ClientSession, url: str, backend: str, model: 
                  pad: int = 0) -> tuple[int, int]:
     text = prompt_text(0, words, pad)
     body: dict[str, Any] = ({"model": model, "messages": [{"role": "user", "content": text}],
-                             "add_generation_prompt": True} if backend in _CHAT else {"model": model, "prompt": text})
+                             "add_generation_prompt": True} if BACKENDS[backend].chat else
+                            {"model": model, "prompt": text})
     async with session.post(url + "/tokenize", json=body) as resp:
         if resp.status != 200:
             raise LookupError(f"HTTP {resp.status}")
@@ -149,8 +134,10 @@ async def _count(session: aiohttp.ClientSession, url: str, backend: str, model: 
 async def calibrate(url: str, backend: str, model: str, tokens: int,
                     headers: dict[str, str] | None = None) -> Calibration:
     """Words per synthetic prompt so the server's tokenizer counts ``tokens`` (vLLM's /tokenize), or 1:1."""
-    if backend not in ("openai", "openai-chat"):
+    if not BACKENDS[backend].tokenize:
         return Calibration(tokens, note="one word per token (the server has no /tokenize)")
+    import aiohttp
+
     timeout = aiohttp.ClientTimeout(total=10)
     try:
         async with aiohttp.ClientSession(timeout=timeout, trust_env=False, headers=headers) as session:
@@ -181,4 +168,4 @@ async def calibrate(url: str, backend: str, model: str, tokens: int,
     return Calibration(words, pad, count, max_len or None, note)
 
 
-__all__ = ["Calibration", "Prompt", "PromptError", "calibrate", "load_prompts", "prompt_text", "request_body"]
+__all__ = ["Calibration", "Prompt", "PromptError", "calibrate", "load_prompts", "prompt_text"]

@@ -11,36 +11,16 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from typing import Any
 
 from benchctl.bench.results import RunWriter
 from benchctl.bench.stats import summarize
-from benchctl.bench.stores import IndexParams, StoreError, VectorStore
-from benchctl.bench.vector_data import Dataset, recall_at_k
+from benchctl.bench.vector.config import VectorConfig
+from benchctl.bench.vector.data import Dataset, recall_at_k
+from benchctl.bench.vector.stores.base import IndexParams, StoreError, VectorStore
 
 Progress = Callable[[str], None]
-
-
-@dataclass
-class VectorConfig:
-    n: int = 20000
-    dim: int = 128
-    clusters: int = 16
-    k: int = 10
-    queries: int = 200
-    batch: int = 500
-    concurrency: list[int] = field(default_factory=lambda: [1, 4])
-    duration: float = 10.0
-    m: int = 16
-    ef_construct: int = 100
-    ef_search: int = 100
-    metric: str = "l2"
-    seed: int = 42
-    keep: bool = False
-    data: str = ""
-    collection: str = "benchctl_vectors"
-    index_timeout: float = 300.0
 
 
 class VectorBench:

@@ -4,8 +4,6 @@ Qdrant answers ``{"result": ..., "status": "ok", "time": s}``, or ``{"status": {
 with an HTTP error code; the API key (when the server has one) goes in the ``api-key`` header. Ids are
 Qdrant's unsigned-integer point ids, so the benchmark's row numbers are used as they are.
 
-``benchctl.bench.stores`` imports this module at its bottom (this module subclasses its ``VectorStore``),
-and this module adds itself to ``STORES``: either module may be imported first.
 """
 
 from __future__ import annotations
@@ -18,7 +16,7 @@ import numpy as np
 import orjson
 import requests
 
-from benchctl.bench.stores import STORES, IndexParams, StoreError, Vector, Vectors, VectorStore
+from benchctl.bench.vector.stores.base import IndexParams, StoreError, Vector, Vectors, VectorStore
 
 
 class QdrantStore(VectorStore):
@@ -111,5 +109,3 @@ def _array(a: Any) -> Any:
     """What orjson serialises: a C-contiguous float32 array (a slice or a float64 array is not)."""
     return np.ascontiguousarray(a, dtype=np.float32)
 
-
-STORES["qdrant"] = QdrantStore

@@ -1,0 +1,1 @@
+"""IO500: the result parser (``parse``) and the ``io500`` bench kind (``kind``)."""

@@ -1,0 +1,311 @@
+"""The ``llm`` bench kind: streaming LLM load (closed loop ``--concurrency``, open loop ``--rate``) against an
+LLM server's job or any URL (``bench llm --url``), with vLLM's metric names and definitions.
+
+The options and their defaults, the config, the run (prompt sizing, the sweep, the server's ``/metrics``
+before and after) and the summary table live here; the load generator itself is ``loadgen``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import statistics
+import time
+from collections import Counter, deque
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from benchctl.bench.kind import BenchError, BenchKind, BenchTarget, Progress, field_default
+from benchctl.bench.llm.backends import BACKENDS
+from benchctl.bench.llm.config import LlmConfig
+from benchctl.options import Complete, Option, OptionError, env_name, int_list, integer, number, number_list, path, url
+
+if TYPE_CHECKING:
+    from rich.console import RenderableType
+
+    from benchctl.bench.llm.stream import RequestResult
+    from benchctl.bench.results import RunResult, RunWriter
+
+
+def slo(raw: str) -> dict[str, float]:
+    """``ttft:500,tpot:50`` (ms) -> {"ttft": 500.0, "tpot": 50.0}."""
+    out = {}
+    for part in raw.split(","):
+        name, _, value = part.partition(":")
+        if name not in ("ttft", "tpot", "e2el") or not re.fullmatch(r"\d+(\.\d+)?", value):
+            raise OptionError(f"expects ttft:MS,tpot:MS,e2el:MS, got {part!r}")
+        out[name] = float(value)
+    return out
+
+
+def _d(name: str) -> Any:
+    return field_default(LlmConfig, name)
+
+
+def auth_headers(env: str | None) -> dict[str, str]:
+    """``Authorization: Bearer`` from the variable NAMED by --api-key-env (vLLM --api-key); the key itself
+    never reaches the command line, history, transcript or results."""
+    if not env:
+        return {}
+    key = os.environ.get(env, "")
+    if not key:
+        raise BenchError(f"bench: --api-key-env {env}: that environment variable is not set")
+    return {"Authorization": f"Bearer {key}"}
+
+
+def short_label(concurrency: int, rate: float | None) -> str:
+    """A sweep point in the status line and the summary table: 'c=8' or 'rate 2/s'."""
+    return f"rate {rate:g}/s" if rate is not None else f"c={concurrency}"
+
+
+def top_error(results: list[RequestResult]) -> str:
+    """The commonest failure of a point, for the one-line summary: '20x http_400: <message>'."""
+    failed = [r for r in results if not r.ok]
+    if not failed:
+        return ""
+    kind, n = Counter(r.error_type for r in failed).most_common(1)[0]
+    message = next(r.error for r in failed if r.error_type == kind)
+    return f"{n}x {kind}: {' '.join(message.split())[:160]}"
+
+
+class LiveProgress:
+    """The live status line of a running point: requests done and failed, request rate, running medians of
+    TTFT and TPOT over the last 256 requests, and time or requests so far. Called per finished request and
+    by the load generator's monitor (~4/s, so the clock moves while long requests run), on the event loop;
+    redraws at most 5 times a second, so it costs the measurement nothing."""
+
+    def __init__(self, status: Any, label: str, cfg: LlmConfig) -> None:
+        self.status, self.label, self.cfg = status, label, cfg
+        self.t0 = time.perf_counter()
+        self.last = 0.0
+        self.ok = self.failed = 0
+        self.ttft: deque[float] = deque(maxlen=256)
+        self.tpot: deque[float] = deque(maxlen=256)
+
+    def __call__(self, r: Any) -> None:
+        if r.ok:
+            self.ok += 1
+            if r.ttft is not None:
+                self.ttft.append(r.ttft)
+            if r.tpot is not None:
+                self.tpot.append(r.tpot)
+        else:
+            self.failed += 1
+        self.tick()
+
+    def tick(self) -> None:
+        now = time.perf_counter()
+        if now - self.last >= 0.2:
+            self.last = now
+            self.status.update(self.text(now))
+
+    def text(self, now: float) -> str:
+        elapsed = now - self.t0
+        parts = [f"{self.label}: {self.ok} ok" + (f", {self.failed} failed" if self.failed else ""),
+                 f"{self.ok / elapsed if elapsed > 0 else 0.0:.1f} req/s"]
+        if self.ttft:
+            parts.append(f"TTFT {1000 * statistics.median(self.ttft):.1f} ms")
+        if self.tpot:
+            parts.append(f"TPOT {1000 * statistics.median(self.tpot):.2f} ms")
+        total = self.cfg.requests + self.cfg.warmup
+        parts.append(f"{self.ok + self.failed}/{total} requests" if self.cfg.requests else
+                     f"{min(elapsed, self.cfg.duration):.0f}/{self.cfg.duration:.0f} s")
+        return " · ".join(parts)
+
+
+class _StatusAdapter:
+    """LiveProgress updates a status object; the kind reports through Progress.status."""
+
+    def __init__(self, progress: Progress) -> None:
+        self.progress = progress
+
+    def update(self, text: str) -> None:
+        self.progress.status(text)
+
+
+class LlmKind(BenchKind):
+    name = "llm"
+    summary = "streaming LLM load: TTFT, TPOT, ITL, E2EL, throughput (vLLM's definitions)"
+    direct = True
+
+    @property
+    def options(self) -> tuple[Option, ...]:
+        return (
+            Option("--backend", "API: " + ", ".join(f"{b.name} ({b.summary})" for b in BACKENDS) +
+                   " (default: the service's)", choices=tuple(BACKENDS.names())),
+            Option("--model", "model name sent in requests (default: the job's model)", metavar="M"),
+            Option("--concurrency", "closed loop: users, or a sweep 1,8,64", int_list, default=_d("concurrency"),
+                   metavar="LIST"),
+            Option("--rate", "open loop: requests/s, or a sweep 1,2,4 (capped by --concurrency)", number_list,
+                   metavar="LIST"),
+            Option("--arrival", "open-loop arrivals", default=_d("arrival"), choices=("constant", "poisson", "gamma")),
+            Option("--burstiness", "gamma shape (<1 burstier)", number(positive=True), default=_d("burstiness"),
+                   metavar="B"),
+            Option("--requests", "requests per point (default: run for --duration)", integer(0), metavar="N"),
+            Option("--duration", "seconds per point", number(positive=True), default=_d("duration"), metavar="S"),
+            Option("--warmup", "first requests excluded from the metrics", integer(0), default=_d("warmup"),
+                   metavar="N"),
+            Option("--input-tokens", "prompt tokens (sized with the server's tokenizer where it has /tokenize, "
+                   "else words)", integer(1), default=_d("input_tokens"), metavar="N"),
+            Option("--prompts", "prompts from a JSONL or ShareGPT file instead of synthetic ones", path,
+                   metavar="FILE", complete=Complete.PATH),
+            Option("--output-tokens", "tokens to generate", integer(1), default=_d("output_tokens"), metavar="N"),
+            Option("--seed", "seed of the arrival schedule", integer(0), default=_d("seed"), metavar="SEED"),
+            Option("--max-error-rate", "stop a point when more than this fraction fails",
+                   number(positive=True), default=_d("max_error_rate"), metavar="F"),
+            Option("--slo", "goodput targets, e.g. ttft:500,tpot:50 (ms)", slo, metavar="SPEC"),
+            Option("--api-key-env", "environment variable holding the server's API key (sent as a Bearer token)",
+                   env_name, metavar="VAR"),
+        )
+
+    @property
+    def direct_options(self) -> tuple[Option, ...]:
+        return (Option("--url", "endpoint, e.g. http://127.0.0.1:8000", url, metavar="URL"),)
+
+    def config(self, values: Mapping[str, Any]) -> LlmConfig:
+        cfg = LlmConfig(backend=values.get("backend") or "", model=values.get("model") or "")
+        for name in ("concurrency", "rate", "arrival", "burstiness", "requests", "duration", "warmup",
+                     "input_tokens", "output_tokens", "seed", "max_error_rate", "slo"):
+            if values.get(name) is not None:
+                setattr(cfg, name, values[name])
+        if cfg.rate and values.get("concurrency") is None:
+            cfg.concurrency = [1024]  # open loop: the rate drives the load; a generous cap
+        if values.get("prompts"):
+            from pathlib import Path
+
+            from benchctl.bench.llm.prompts import PromptError, load_prompts
+
+            prompts = Path(values["prompts"]).expanduser()
+            try:
+                cfg.loaded_prompts = load_prompts(prompts)
+            except PromptError as exc:
+                raise BenchError(f"bench: {exc}") from None
+            cfg.prompts = str(prompts)
+        cfg.api_key_env = values.get("api_key_env") or ""
+        auth_headers(cfg.api_key_env)  # an unset variable is refused now, before anything waits
+        cfg.url = values.get("url") or ""
+        return cfg
+
+    def direct_target(self, config: LlmConfig) -> BenchTarget:
+        if not config.url:
+            raise BenchError("bench llm needs --url URL (and --backend, --model)")
+        if not config.model:
+            raise BenchError("bench llm needs --model M")
+        config.backend = config.backend or "openai"
+        return BenchTarget(name="llm", url=config.url, record={"name": "llm", "endpoint": config.url})
+
+    def _settle(self, target: BenchTarget, cfg: LlmConfig) -> None:
+        """Backend and model from the target where the options left them open."""
+        from benchctl.services.server import LlmServer
+
+        server = target.service if isinstance(target.service, LlmServer) else None
+        cfg.backend = cfg.backend or (server.default_backend if server else "openai")
+        if not cfg.model:
+            wanted = target.record.get("model") or (server.default_model if server else "") or "sim"
+            cfg.model = server.served_model(target.url, wanted) if server else wanted
+
+    def run(self, target: BenchTarget, config: LlmConfig, writer: RunWriter, progress: Progress) -> RunResult:
+        """One point per --concurrency (closed loop) or --rate (open loop) value."""
+        from benchctl import aio
+        from benchctl.bench.llm import server_metrics as sm
+        from benchctl.bench.llm.loadgen import client_limited, point_metrics, run_point, vllm_top_level
+        from benchctl.services.server import LlmServer
+
+        cfg, url = config, target.url
+        self._settle(target, cfg)
+        headers = auth_headers(cfg.api_key_env)
+        self._size_prompts(url, cfg, headers, progress)
+        before = sm.scrape(url, headers)
+        points: list[dict[str, Any]] = []
+        sweep = [(c, r) for r in cfg.rate for c in cfg.concurrency[:1]] if cfg.rate else [
+            (c, None) for c in cfg.concurrency]
+        for concurrency, rate in sweep:
+            label = f"rate {rate:g}/s" if rate is not None else f"concurrency {concurrency}"
+            progress.status(f"{label}: starting…")
+            live = LiveProgress(_StatusAdapter(progress), short_label(concurrency, rate), cfg)
+            outcome = aio.run(run_point(url, cfg, concurrency, rate, live, live.tick, headers))
+            t0 = min((r.scheduled for r in outcome.results), default=0.0)
+            for r in outcome.results:
+                writer.request({"point": label, **r.to_record(t0)})
+            metrics = point_metrics(cfg, outcome)
+            metrics.update({"concurrency": concurrency, "rate": rate})
+            points.append(metrics)
+            progress.note(f"  {label}: {metrics['completed']} ok, {metrics['failed']} failed, "
+                          f"{metrics['request_throughput']:.1f} req/s")
+            if metrics["failed"]:
+                progress.warn(f"{label}: {top_error(outcome.results)}")
+            warning = client_limited(metrics)
+            if warning:
+                progress.warn(f"{label}: {warning}")
+            if metrics["client_health"]["stopped_early"]:
+                progress.warn(f"{label}: stopped early: {metrics['client_health']['stopped_early']}")
+        server = sm.metric_deltas(before, sm.scrape(url, headers)) if before else {}
+        totals = {"errors": sum((sum(p["errors"].values()) for p in points), 0),
+                  "server_means_ms": sm.server_means(server)}
+        llm_server = target.service if isinstance(target.service, LlmServer) else None
+        info = sm.server_info(url, target.record, target.name if llm_server else "",
+                              llm_server.server_args if llm_server else (), headers)
+        extra = {**(vllm_top_level(cfg, points[-1]) if points else {}), "percentile_method": "linear (numpy default)",
+                 "token_count_source": dict(sum((Counter(p["token_source"]) for p in points), Counter())),
+                 "server": info}
+        return writer.envelope(service=target.record, config=cfg.record(),
+                               metrics={"server_metrics": server, **totals}, points=points,
+                               client_health={"points": [p["client_health"] for p in points]},
+                               errors={k: sum(p["errors"].get(k, 0) for p in points)
+                                       for k in {k for p in points for k in p["errors"]}}, extra=extra)
+
+    @staticmethod
+    def _size_prompts(url: str, cfg: LlmConfig, headers: dict[str, str], progress: Progress) -> None:
+        """Synthetic prompts of --input-tokens tokens by the server's tokenizer; warn when they cannot fit."""
+        from benchctl import aio
+        from benchctl.bench.llm.prompts import calibrate
+
+        if cfg.loaded_prompts:
+            progress.info(f"prompts: {len(cfg.loaded_prompts)} from {cfg.prompts}")
+            return
+        cal = aio.run(calibrate(url, cfg.backend, cfg.model, cfg.input_tokens, headers))
+        cfg.prompt_words, cfg.prompt_pad = cal.words, cal.pad
+        progress.info(f"prompts: {cfg.input_tokens} tokens each ({cal.note})")
+        if cal.max_model_len and (cal.tokens or cfg.input_tokens) + cfg.output_tokens > cal.max_model_len:
+            progress.warn(f"--input-tokens {cfg.input_tokens} + --output-tokens {cfg.output_tokens} exceed the "
+                          f"model's context ({cal.max_model_len} tokens): the server will refuse these requests")
+
+    def summary_view(self, result: RunResult) -> RenderableType:
+        from rich.console import Group
+        from rich.table import Table
+        from rich.text import Text
+
+        goodput = bool(result.config.get("slo"))
+        table = Table(show_edge=False, header_style="bold")
+        cols = ["POINT", "OK", "FAIL", "req/s", "out tok/s", "TTFT p50", "TTFT p99", "TPOT p50", "TPOT p99",
+                "ITL p50", "E2EL p50"] + (["goodput"] if goodput else [])
+        for col in cols:
+            table.add_column(col, justify="left" if col == "POINT" else "right")
+        for point in result.points:
+            p = point.values
+
+            def ms(key: str, p: dict[str, Any] = p) -> str:
+                value = p.get(key)
+                return f"{value:.1f}" if isinstance(value, float) else "-"
+
+            row = [short_label(p["concurrency"], p["rate"]), str(p["completed"]), str(p["failed"]),
+                   f"{p['request_throughput']:.1f}", f"{p['output_throughput']:.0f}", ms("median_ttft_ms"),
+                   ms("p99_ttft_ms"), ms("median_tpot_ms"), ms("p99_tpot_ms"), ms("median_itl_ms"),
+                   ms("median_e2el_ms")]
+            if goodput:
+                row.append(f"{p.get('request_goodput', 0.0):.1f}")
+            table.add_row(*row)
+        parts: list[Any] = [table, Text("(times in ms; TTFT to the first token-carrying chunk, TPOT = (last - first) "
+                                        "/ (n - 1), ITL = gaps between chunks)")]
+        means = result.metrics.get("server_means_ms") or {}
+        if means:
+            parts.append(Text("server's view (/metrics, mean over the run): " + ", ".join(
+                f"{name} {value:.1f} ms" for name, value in means.items())))
+        timing = result.points[-1].get("server_timing_ms") if result.points else None
+        if timing:
+            parts.append(Text("server's own timing (last point, p50): " + ", ".join(
+                f"{key.removesuffix('_ms')} {value.get('p50', 0):.1f} ms" for key, value in timing.items())))
+        return Group(*parts)
+
+
+__all__ = ["LiveProgress", "LlmKind", "auth_headers", "short_label", "slo", "top_error"]

@@ -1,0 +1,2 @@
+"""The vector database benchmark: data sets, the phases runner, the store APIs (``stores``) and the
+``vector`` bench kind."""

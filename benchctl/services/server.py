@@ -1,0 +1,131 @@
+"""The two kinds of service: ``Server`` (long-lived, answers on an endpoint) and ``BatchRun`` (runs to
+completion and leaves results).
+
+``Server`` adds readiness (a health check on the endpoint), the endpoint itself and the benchmark target;
+``LlmServer`` and ``VectorServer`` say which bench kind drives them and how (the default LLM backend and the
+start options that describe the server; the vector store API). ``BatchRun`` is ready when it has finished
+with results, and reads them as a ``RunResult``.
+"""
+
+from __future__ import annotations
+
+import json
+from abc import abstractmethod
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, ClassVar
+
+from benchctl.http import http_get
+from benchctl.jobs import Job
+from benchctl.services.base import ServiceError, SlurmServer
+from benchctl.slurm.states import JobState
+
+if TYPE_CHECKING:
+    from benchctl.bench.results import RunResult
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Where a ready service answers."""
+
+    host: str
+    port: int
+    scheme: str = "http"
+    path_prefix: str = ""
+
+    @property
+    def url(self) -> str:
+        return f"{self.scheme}://{self.host}:{self.port}{self.path_prefix}"
+
+
+class Server(SlurmServer):
+    """A long-lived service: ready when its health endpoint answers; benchmarked by its ``bench_kind``."""
+
+    health_path: ClassVar[str] = "/"
+    default_port: ClassVar[int] = 0  # 0 = the job picks a free port on its node
+
+    def endpoint(self, job: Job) -> Endpoint | None:
+        if not job.port:
+            return None
+        connect = self.ctx.settings.text("network.connect")
+        host = {"localhost": "127.0.0.1", "node": job.host or job.nodes}.get(connect, job.endpoint_host)
+        return Endpoint(host, job.port) if host else None
+
+    def probe(self, job: Job) -> bool:
+        """One readiness check: the service's health endpoint answers 200."""
+        ep = self.endpoint(job)
+        return ep is not None and http_get(ep.url + self.health_path)[0] == 200
+
+    def is_ready(self, job: Job) -> bool:
+        if job.state.is_final:
+            raise ServiceError(self.failure_reason(job))
+        return job.state is JobState.RUNNING and bool(job.port) and self.probe(job)
+
+
+def served_models(body: str) -> list[str]:
+    """Model ids in a ``GET /v1/models`` answer (OpenAI list shape); [] for anything else."""
+    try:
+        data = json.loads(body).get("data")
+    except (ValueError, AttributeError):
+        return []
+    return [m["id"] for m in data if isinstance(m, dict) and isinstance(m.get("id"), str)] if isinstance(
+        data, list) else []
+
+
+class LlmServer(Server):
+    """An LLM inference server, benchmarked by the ``llm`` kind."""
+
+    bench_kind = "llm"
+    shown_options: ClassVar[tuple[str, ...]] = ("model",)
+    # The wire protocol `bench SERVICE` speaks by default (a key of benchctl.bench.llm.BACKENDS).
+    default_backend: ClassVar[str] = "openai"
+    # Start options that describe the server (stored with every result; the rest are Slurm's).
+    server_args: ClassVar[tuple[str, ...]] = ("model", "image", "runtime")
+    # The model requests name when neither --model nor the job says.
+    default_model: ClassVar[str] = ""
+
+    def served_model(self, url: str, wanted: str) -> str:
+        """The model name requests should carry: ``wanted``, unless the server answers to another name."""
+        return wanted
+
+
+class VectorServer(Server):
+    """A vector database, benchmarked by the ``vector`` kind through its store API."""
+
+    bench_kind = "vector"
+
+    @classmethod
+    def vector_store(cls) -> str:
+        """The store API the vector client speaks to it (a key of benchctl.bench.vector.STORES)."""
+        return cls.name
+
+
+class BatchRun(SlurmServer):
+    """A job that runs to completion (no endpoint): "ready" means finished with results."""
+
+    results_name: ClassVar[str] = "results"  # what the user is told is missing when it ended without them
+
+    @property
+    def ready_word(self) -> str:
+        return "finished"
+
+    @abstractmethod
+    def has_results(self, job: Job) -> bool:
+        """Whether the job left results to read."""
+
+    @abstractmethod
+    def results(self, job: Job) -> RunResult | None:
+        """The job's results as a ``RunResult`` (None when it wrote none)."""
+
+    def is_ready(self, job: Job) -> bool:
+        if not job.state.is_final:
+            return False
+        if job.state is JobState.COMPLETED and self.has_results(job):
+            return True
+        raise ServiceError(self.failure_reason(job) if job.state is not JobState.COMPLETED else
+                           f"{job.label} ended without {self.results_name} ('logs {job.id}' shows why)")
+
+    def not_ready_message(self, job: Job, timeout: float) -> str:
+        return f"{job.label} still {job.state.value} after {timeout:.0f} s — 'logs {job.id}' shows its progress"
+
+
+__all__ = ["BatchRun", "Endpoint", "LlmServer", "Server", "VectorServer", "served_models"]
