@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console, RenderableType
+from rich.console import Console, Group, RenderableType
 from rich.text import Text
 
 from benchctl.redact import redact
@@ -88,7 +88,10 @@ class Ui:
         self.print(Text(f"error: {redact(message)}", style="bold red"), _error=True)
 
     def renderable(self, obj: RenderableType) -> None:
-        self.print(obj)
+        # A Group's lines are printed one by one, so its text lines keep soft wrapping (copy-pastable).
+        parts = obj.renderables if isinstance(obj, Group) else [obj]
+        for part in parts:
+            self.print(part)
 
     @contextlib.contextmanager
     def status(self, message: str) -> Iterator[Any]:

@@ -94,6 +94,10 @@ class SlurmServer(ABC):
     def start_options(cls) -> tuple[Option, ...]:
         return COMMON_OPTIONS + cls.extra_options
 
+    def default_cpu_count(self) -> int:
+        """CPUs per task when --cpus is not given (GPU services size it from the site profile)."""
+        return self.default_cpus
+
     def template_values(self, values: Mapping[str, Any], run_dir: Path) -> dict[str, Any]:
         """Service-specific template variables (besides ``job``)."""
         return {}
@@ -109,7 +113,7 @@ class SlurmServer(ABC):
         values: dict[str, Any] = {
             "partition": s.text("slurm.partition_gpu" if self.uses_gpu else "slurm.partition_cpu"),
             "account": s.text("slurm.account"), "qos": s.text("slurm.qos"), "time": s.text("slurm.time"),
-            "cpus": self.default_cpus, "mem": "", "nodes": 1,
+            "cpus": self.default_cpu_count(), "mem": "", "nodes": 1,
             "gpus": int(s.get("node.gpus")) if self.uses_gpu else 0,
             "port": getattr(self, "default_port", 0), "runtime": s.text("container.runtime"),
             "image": self.ctx.images.get(self.name, ""),

@@ -58,10 +58,6 @@ class Vllm(LlmServer):
     template = "vllm.sbatch.j2"
     health_path = "/health"
     uses_gpu = True
-    # Per task (= per node). A MeluXina GPU node has 4 A100s and 64 cores / 128 threads: 32 CPUs give each
-    # GPU worker 8 for tokenisation, the API server and Ray's own processes, and leave room for a second
-    # small job on the node; the GPUs (gres) are what really books the node. --cpus overrides.
-    default_cpus = 32
     ready_timeout = 1800  # weights are downloaded and loaded, CUDA graphs captured: minutes for big models
     server_args = ("model", "nodes", "gpus_per_node", "tp", "pp", "max_model_len", "extra_args", "image", "runtime")
     extra_options: ClassVar[tuple[Option, ...]] = (
@@ -81,6 +77,12 @@ class Vllm(LlmServer):
         Option("--hf-token-env", "the NAME of the environment variable holding the Hugging Face token (read by "
                "the job, never written into the script)", job_env_name, default="HF_TOKEN", metavar="VAR"),
     )
+
+    def default_cpu_count(self) -> int:
+        """Per task (= per node): the profile's CPUs per GPU for each GPU of a node (MeluXina: 8 x 4); the GPUs
+        (gres) are what really books the node. --cpus overrides."""
+        s = self.ctx.settings
+        return int(s.get("node.cpus_per_gpu")) * int(s.get("node.gpus"))
 
     def gpus_per_node(self, values: Mapping[str, Any]) -> int:
         given = values.get("gpus_per_node")
