@@ -30,6 +30,15 @@ class BenchError(RuntimeError):
     """A benchmark could not run or finish for a reason the user should read (one line)."""
 
 
+class PartialRun(Exception):
+    """Ctrl-C or SIGTERM stopped a run: ``result`` holds what was measured (the points so far and the
+    interrupted one, marked), ``cause`` is the KeyboardInterrupt/SystemExit to re-raise once it is saved."""
+
+    def __init__(self, result: RunResult, cause: BaseException) -> None:
+        super().__init__("interrupted")
+        self.result, self.cause = result, cause
+
+
 class Progress(Protocol):
     """How a running benchmark talks to the user: a transient status line, lines, warnings."""
 
@@ -115,5 +124,18 @@ class BenchKind(ABC):
     def summary_view(self, result: RunResult) -> RenderableType:
         """What the shell prints after a run (tables, a few lines), from the result alone."""
 
+    def problems(self, result: RunResult) -> list[str]:
+        """Why the run failed as a measurement (every request of a point failed, the error budget was passed):
+        the shell prints the summary, then fails the command with these (exit status != 0)."""
+        return []
 
-__all__ = ["COMMON_OPTIONS", "BenchError", "BenchKind", "BenchTarget", "Progress", "field_default"]
+
+__all__ = [
+    "COMMON_OPTIONS",
+    "BenchError",
+    "BenchKind",
+    "BenchTarget",
+    "PartialRun",
+    "Progress",
+    "field_default",
+]

@@ -20,6 +20,7 @@ import secrets
 import socket
 import sys
 import threading
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -106,6 +107,15 @@ class RunResult:
     schema_version: int = SCHEMA_VERSION
     path: Path | None = None  # run.json, once written or read
     detail: Any = None
+
+    @property
+    def status(self) -> str:
+        """``complete``, or ``interrupted`` (Ctrl-C/SIGTERM: the points so far, the last one marked)."""
+        return str(self.extra.get("status", "complete"))
+
+    @status.setter
+    def status(self, value: str) -> None:
+        self.extra["status"] = value
 
     def to_dict(self) -> dict[str, Any]:
         common = {
@@ -205,12 +215,30 @@ class RunWriter:
         self.dir.mkdir(parents=True, exist_ok=True)
         self.started_at = now_iso()
         self._lock = threading.Lock()
-        self._requests: IO[str] = (self.dir / "requests.jsonl").open("a", buffering=1)
+        # Buffered: one write per request would cost a system call on the measuring loop. Flushed at least
+        # every FLUSH_EVERY seconds (and at the end of every point), so a killed run keeps its records.
+        self._requests: IO[str] = (self.dir / "requests.jsonl").open("a", buffering=1 << 16)
+        self._flushed = time.monotonic()
+
+    FLUSH_EVERY = 1.0
 
     def request(self, record: Mapping[str, Any]) -> None:
         line = json.dumps(record, separators=(",", ":"))
         with self._lock:
+            if self._requests.closed:
+                return
             self._requests.write(line + "\n")
+        self.flush_if_due()
+
+    def flush_if_due(self) -> None:
+        if time.monotonic() - self._flushed >= self.FLUSH_EVERY:
+            self.flush()
+
+    def flush(self) -> None:
+        with self._lock:
+            if not self._requests.closed:
+                self._requests.flush()
+            self._flushed = time.monotonic()
 
     def stamp(self, result: RunResult) -> RunResult:
         """Give ``result`` this run's identity: id, start and end times, host, version, command line."""

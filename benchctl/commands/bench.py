@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from benchctl.bench.kind import COMMON_OPTIONS, BenchError, BenchKind, BenchTarget
+from benchctl.bench.kind import COMMON_OPTIONS, BenchError, BenchKind, BenchTarget, PartialRun
 from benchctl.commands import Command, CommandError, ParsedArgs, Registry
 from benchctl.commands.lifecycle import refresh, resolve_jobs, start_values, wait_for, wait_timeout
 from benchctl.options import Complete, Option, integer
@@ -136,15 +136,26 @@ def cmd_bench(app: App, args: ParsedArgs) -> None:
     except BenchError as exc:
         raise CommandError(str(exc)) from None
     writer = RunWriter(app.home, kind.name, target.name)
+    interrupted: BaseException | None = None
     try:
         with app.ui.status(f"bench {target.name}: starting…") as status:
             result = kind.run(target, config, writer, UiProgress(app, status, bool(args.get("quiet"))))
     except BenchError as exc:
         raise CommandError(str(exc)) from None
+    except PartialRun as exc:  # Ctrl-C / SIGTERM / a failure mid-run: keep and show what was measured
+        result, interrupted = exc.result, exc.cause
     output = Path(args.get("output")).expanduser() if args.get("output") else None
     path = writer.finish(result, extra_output=output)
     app.ui.renderable(kind.summary_view(result))
     app.ui.info(f"results: {path}" + (f" (and {output})" if output else ""))
+    if isinstance(interrupted, BenchError):
+        raise CommandError(f"{interrupted} (what was measured until then is saved)")
+    if interrupted is not None:
+        app.ui.warn("interrupted: what was measured until then is saved (the last point is marked interrupted)")
+        raise interrupted
+    problems = kind.problems(result)
+    if problems:
+        raise CommandError(f"bench {target.name}: " + "; ".join(problems))
 
 
 def register(registry: Registry) -> None:

@@ -84,6 +84,7 @@ class Connection(asyncio.Protocol):
         self._interim = False  # inside a 1xx interim response
         self.error_body = b""
         self._timer: asyncio.TimerHandle | None = None
+        self.sent_at = 0.0  # when the current request was written (with _now: the last sign of life)
 
     # ---- asyncio.Protocol ---------------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -166,6 +167,16 @@ class Connection(asyncio.Protocol):
         if self.transport is not None:
             self.transport.abort()
 
+    def cut(self, kind: str, message: str) -> None:
+        """End the request in flight now (the point's deadline, a stalled server): it fails as ``kind``."""
+        self._fail(RequestFailed(kind, message))
+        self.abort()
+
+    @property
+    def last_activity(self) -> float:
+        """When the server last showed life on this connection: its last bytes, or the request's send."""
+        return max(self._now, self.sent_at)
+
     def send(self, raw: bytes, sink: Sink, timeout: float) -> asyncio.Future[int]:
         """Write the request now; the future gives the HTTP status once the response is complete."""
         loop = asyncio.get_running_loop()
@@ -178,6 +189,7 @@ class Connection(asyncio.Protocol):
         self.error_body = b""
         self._timer = loop.call_later(timeout, self._expire, timeout)
         assert self.transport is not None
+        self.sent_at = time.perf_counter()
         self.transport.write(raw)
         return self._waiter
 
@@ -190,6 +202,7 @@ class Pool:
         self.connect_timeout = connect_timeout
         self.idle: list[Connection] = []
         self.all: set[Connection] = set()
+        self.busy: set[Connection] = set()  # carrying a request now
         self._ssl = ssl.create_default_context() if target.tls else None
 
     async def _open(self) -> Connection:
@@ -210,21 +223,36 @@ class Pool:
         while self.idle:
             conn = self.idle.pop()
             if not conn.closed:
+                self.busy.add(conn)
                 return conn  # no await on this path: the request goes out in the same loop step
-        return await self._open()
+        conn = await self._open()
+        self.busy.add(conn)
+        return conn
 
     def release(self, conn: Connection) -> None:
+        self.busy.discard(conn)
         if conn.closed or not conn.keep_alive:
             conn.abort()
             self.all.discard(conn)
         else:
             self.idle.append(conn)
 
-    async def warm(self, n: int) -> None:
-        """Open up to ``n`` connections ahead (set-up time stays out of the first requests); failures are
-        left for the requests to report."""
+    async def warm(self, n: int) -> RequestFailed | None:
+        """Open up to ``n`` connections ahead (set-up time stays out of the first requests). Returns the
+        error when not one could be opened (the server is not there); partial failures are left for the
+        requests to report."""
         results = await asyncio.gather(*(self._open() for _ in range(n - len(self.idle))), return_exceptions=True)
-        self.idle.extend(c for c in results if isinstance(c, Connection))
+        opened = [c for c in results if isinstance(c, Connection)]
+        self.idle.extend(opened)
+        if not opened and results:
+            error = next((r for r in results if isinstance(r, RequestFailed)), None)
+            return error or RequestFailed("connection", f"no connection to {self.target.host}:{self.target.port}")
+        return None
+
+    def cut_busy(self, kind: str, message: str) -> None:
+        """Fail every request in flight now (see Connection.cut)."""
+        for conn in list(self.busy):
+            conn.cut(kind, message)
 
     def close(self) -> None:
         for conn in self.all:

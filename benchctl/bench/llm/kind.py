@@ -15,7 +15,7 @@ from collections import Counter, deque
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from benchctl.bench.kind import BenchError, BenchKind, BenchTarget, Progress, field_default
+from benchctl.bench.kind import BenchError, BenchKind, BenchTarget, PartialRun, Progress, field_default
 from benchctl.bench.llm.backends import BACKENDS
 from benchctl.bench.llm.config import LlmConfig
 from benchctl.options import Complete, Option, OptionError, env_name, int_list, integer, number, number_list, path, url
@@ -113,6 +113,38 @@ class LiveProgress:
         return " · ".join(parts)
 
 
+class RecordSink:
+    """Per-request records of one point, appended to requests.jsonl as requests end (the writer buffers and
+    flushes at least every second). Failures of one type are recorded up to ``FAILURES_PER_TYPE`` per point;
+    the rest are counted (a dead server must not fill the disk), and the counts close the point."""
+
+    FAILURES_PER_TYPE = 100
+
+    def __init__(self, writer: RunWriter, label: str, state: Any) -> None:
+        self.writer, self.label, self.state = writer, label, state
+        self.failures: Counter[str] = Counter()
+        self.written: set[int] = set()
+
+    def __call__(self, r: RequestResult) -> None:
+        if not r.ok:
+            self.failures[r.error_type] += 1
+            if self.failures[r.error_type] > self.FAILURES_PER_TYPE:
+                return
+        self.written.add(id(r))
+        self.writer.request({"point": self.label, **r.to_record(self.state.t0)})
+
+    def finish(self, results: list[RequestResult]) -> None:
+        """Records of requests that ended without the callback (cut at the end), then what was left out."""
+        for r in results:
+            if id(r) not in self.written and r.end:
+                self(r)
+        skipped = {kind: n - self.FAILURES_PER_TYPE for kind, n in self.failures.items()
+                   if n > self.FAILURES_PER_TYPE}
+        if skipped:
+            self.writer.request({"point": self.label, "not_recorded": skipped})
+        self.writer.flush()
+
+
 class _StatusAdapter:
     """LiveProgress updates a status object; the kind reports through Progress.status."""
 
@@ -151,6 +183,9 @@ class LlmKind(BenchKind):
                    metavar="FILE", complete=Complete.PATH),
             Option("--output-tokens", "tokens to generate", integer(1), default=_d("output_tokens"), metavar="N"),
             Option("--seed", "seed of the arrival schedule", integer(0), default=_d("seed"), metavar="SEED"),
+            Option("--grace", "seconds requests still running at a point's end may finish; a server that answers "
+                   "nothing (or cannot be reached) for this long ends the point", number(positive=True),
+                   default=_d("grace"), metavar="S"),
             Option("--max-error-rate", "stop a point when more than this fraction fails",
                    number(positive=True), default=_d("max_error_rate"), metavar="F"),
             Option("--slo", "goodput targets, e.g. ttft:500,tpot:50 (ms)", slo, metavar="SPEC"),
@@ -164,7 +199,7 @@ class LlmKind(BenchKind):
 
     def config(self, values: Mapping[str, Any]) -> LlmConfig:
         cfg = LlmConfig(backend=values.get("backend") or "", model=values.get("model") or "")
-        for name in ("concurrency", "rate", "arrival", "burstiness", "requests", "duration", "warmup",
+        for name in ("concurrency", "rate", "arrival", "burstiness", "requests", "duration", "grace", "warmup",
                      "input_tokens", "output_tokens", "seed", "max_error_rate", "slo"):
             if values.get(name) is not None:
                 setattr(cfg, name, values[name])
@@ -205,11 +240,12 @@ class LlmKind(BenchKind):
             cfg.model = server.served_model(target.url, wanted) if server else wanted
 
     def run(self, target: BenchTarget, config: LlmConfig, writer: RunWriter, progress: Progress) -> RunResult:
-        """One point per --concurrency (closed loop) or --rate (open loop) value."""
+        """One point per --concurrency (closed loop) or --rate (open loop) value. Interrupted (Ctrl-C, SIGTERM):
+        the points measured so far and the interrupted one are returned inside ``PartialRun``."""
         from benchctl import aio
         from benchctl.bench.llm import server_metrics as sm
-        from benchctl.bench.llm.loadgen import client_limited, point_metrics, run_point, vllm_top_level
-        from benchctl.services.server import LlmServer
+        from benchctl.bench.llm.http import RequestFailed
+        from benchctl.bench.llm.loadgen import PointState, client_limited, point_metrics, run_point
 
         cfg, url = config, target.url
         self._settle(target, cfg)
@@ -219,17 +255,39 @@ class LlmKind(BenchKind):
         points: list[dict[str, Any]] = []
         sweep = [(c, r) for r in cfg.rate for c in cfg.concurrency[:1]] if cfg.rate else [
             (c, None) for c in cfg.concurrency]
-        for concurrency, rate in sweep:
+        interrupted: BaseException | None = None
+        for n, (concurrency, rate) in enumerate(sweep):
             label = f"rate {rate:g}/s" if rate is not None else f"concurrency {concurrency}"
             progress.status(f"{label}: starting…")
             live = LiveProgress(_StatusAdapter(progress), short_label(concurrency, rate), cfg)
-            outcome = aio.run(run_point(url, cfg, concurrency, rate, live, live.tick, headers))
-            t0 = min((r.scheduled for r in outcome.results), default=0.0)
-            for r in outcome.results:
-                writer.request({"point": label, **r.to_record(t0)})
+            state = PointState()
+            records = RecordSink(writer, label, state)
+
+            def done(r: RequestResult, live: LiveProgress = live, records: RecordSink = records) -> None:
+                records(r)
+                live(r)
+
+            def tick(live: LiveProgress = live) -> None:
+                live.tick()
+                writer.flush_if_due()
+
+            try:
+                outcome = aio.run(run_point(url, cfg, concurrency, rate, done, tick, headers, state))
+            except RequestFailed as exc:  # not one connection before the point started
+                if not points:
+                    raise BenchError(f"bench {target.name}: cannot reach {url}: {exc}") from None
+                progress.warn(f"{label}: the server cannot be reached ({exc}); {len(sweep) - n} point(s) skipped")
+                break
+            except (KeyboardInterrupt, SystemExit) as exc:
+                outcome, interrupted = state.outcome(interrupted=True), exc
+            records.finish(outcome.results)
             metrics = point_metrics(cfg, outcome)
             metrics.update({"concurrency": concurrency, "rate": rate})
+            if outcome.interrupted:
+                metrics["interrupted"] = True
             points.append(metrics)
+            if interrupted is not None:
+                break
             progress.note(f"  {label}: {metrics['completed']} ok, {metrics['failed']} failed, "
                           f"{metrics['request_throughput']:.1f} req/s")
             if metrics["failed"]:
@@ -237,22 +295,60 @@ class LlmKind(BenchKind):
             warning = client_limited(metrics)
             if warning:
                 progress.warn(f"{label}: {warning}")
-            if metrics["client_health"]["stopped_early"]:
-                progress.warn(f"{label}: stopped early: {metrics['client_health']['stopped_early']}")
-        server = sm.metric_deltas(before, sm.scrape(url, headers)) if before else {}
+            if outcome.stopped_early:
+                progress.warn(f"{label}: stopped early: {outcome.stopped_early}")
+            if outcome.unreachable and n + 1 < len(sweep):
+                progress.warn(f"the server cannot be reached: {len(sweep) - n - 1} point(s) skipped")
+                break
+        gone = any(p["client_health"]["unreachable"] or "stalled" in p["client_health"]["stopped_early"]
+                   for p in points)
+        result = self._result(target, cfg, url, headers, before, points, writer, interrupted is not None, gone)
+        if interrupted is not None:
+            raise PartialRun(result, interrupted)
+        return result
+
+    def _result(self, target: BenchTarget, cfg: LlmConfig, url: str, headers: dict[str, str],
+                before: dict[str, float], points: list[dict[str, Any]], writer: RunWriter,
+                interrupted: bool, server_gone: bool = False) -> RunResult:
+        from benchctl.bench.llm import server_metrics as sm
+        from benchctl.bench.llm.loadgen import vllm_top_level
+        from benchctl.services.server import LlmServer
+
+        # After an interrupt, or when the server stopped answering, do not wait on it for its facts.
+        ask = not (interrupted or server_gone)
+        server = sm.metric_deltas(before, sm.scrape(url, headers)) if before and ask else {}
         totals = {"errors": sum((sum(p["errors"].values()) for p in points), 0),
                   "server_means_ms": sm.server_means(server)}
         llm_server = target.service if isinstance(target.service, LlmServer) else None
-        info = sm.server_info(url, target.record, target.name if llm_server else "",
-                              llm_server.server_args if llm_server else (), headers)
+        info = {} if not ask else sm.server_info(url, target.record, target.name if llm_server else "",
+                                                     llm_server.server_args if llm_server else (), headers)
         extra = {**(vllm_top_level(cfg, points[-1]) if points else {}), "percentile_method": "linear (numpy default)",
                  "token_count_source": dict(sum((Counter(p["token_source"]) for p in points), Counter())),
                  "server": info}
-        return writer.envelope(service=target.record, config=cfg.record(),
-                               metrics={"server_metrics": server, **totals}, points=points,
-                               client_health={"points": [p["client_health"] for p in points]},
-                               errors={k: sum(p["errors"].get(k, 0) for p in points)
-                                       for k in {k for p in points for k in p["errors"]}}, extra=extra)
+        result = writer.envelope(service=target.record, config=cfg.record(),
+                                 metrics={"server_metrics": server, **totals}, points=points,
+                                 client_health={"points": [p["client_health"] for p in points]},
+                                 errors={k: sum(p["errors"].get(k, 0) for p in points)
+                                         for k in {k for p in points for k in p["errors"]}}, extra=extra)
+        result.status = "interrupted" if interrupted else "complete"
+        return result
+
+    def problems(self, result: RunResult) -> list[str]:
+        out = []
+        for point in result.points:
+            p = point.values
+            label = short_label(p.get("concurrency", 0), p.get("rate"))
+            if p.get("interrupted"):
+                continue
+            if p.get("failed") and not p.get("completed"):
+                out.append(f"{label}: every request failed")
+            elif "--max-error-rate" in str(p.get("client_health", {}).get("stopped_early", "")):
+                out.append(f"{label}: more failures than --max-error-rate")
+            elif p.get("client_health", {}).get("unreachable"):
+                out.append(f"{label}: the server could not be reached")
+            elif "stalled" in str(p.get("client_health", {}).get("stopped_early", "")):
+                out.append(f"{label}: the server stopped answering")
+        return out
 
     @staticmethod
     def _size_prompts(url: str, cfg: LlmConfig, headers: dict[str, str], progress: Progress) -> None:
@@ -288,7 +384,9 @@ class LlmKind(BenchKind):
                 value = p.get(key)
                 return f"{value:.1f}" if isinstance(value, float) else "-"
 
-            row = [short_label(p["concurrency"], p["rate"]), str(p["completed"]), str(p["failed"]),
+            health = p.get("client_health") or {}
+            mark = " (interrupted)" if p.get("interrupted") else " (cut)" if health.get("stopped_early") else ""
+            row = [short_label(p["concurrency"], p["rate"]) + mark, str(p["completed"]), str(p["failed"]),
                    f"{p['request_throughput']:.1f}", f"{p['output_throughput']:.0f}", ms("median_ttft_ms"),
                    ms("p99_ttft_ms"), ms("median_tpot_ms"), ms("p99_tpot_ms"), ms("median_itl_ms"),
                    ms("median_e2el_ms")]

@@ -15,7 +15,7 @@ import random
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -72,12 +72,23 @@ async def one_request(pool: Pool, cfg: LlmConfig, result: RequestResult, headers
             result.error, result.error_type = f"HTTP {status}: {text}", f"http_{status}"
     except RequestFailed as exc:
         result.error, result.error_type = str(exc), exc.kind
-    finally:
+    except asyncio.CancelledError:
+        # Cut while waiting for a connection (the point ended): recorded, never lost.
+        result.error, result.error_type = result.error or "cut before a connection was made", "deadline"
         result.end = time.perf_counter()
+        result.finish()
+        raise
+    finally:
+        result.end = result.end or time.perf_counter()
         if conn is not None:
             pool.release(conn)
     parser.parse()
     result.finish()
+
+
+# Connection-level failures (nothing was answered) back off, so a dead server is not hammered.
+BACKOFF_FIRST, BACKOFF_MAX = 0.05, 2.0
+UNREACHABLE_KINDS = frozenset({"connection"})
 
 
 @dataclass
@@ -87,95 +98,188 @@ class PointOutcome:
     loop_lag: list[float]
     cpu_seconds: float
     stopped_early: str = ""
+    unreachable: bool = False  # the point ended because the server could not be reached
+    interrupted: bool = False  # Ctrl-C / SIGTERM: the results are those measured until then
+
+
+@dataclass
+class PointState:
+    """What a running point has measured so far; the caller keeps it, so an interrupted point is not lost."""
+
+    results: list[RequestResult] = field(default_factory=list)
+    loop_lag: list[float] = field(default_factory=list)
+    t0: float = 0.0
+    cpu0: float = 0.0
+    stop_reason: str = ""
+    unreachable: bool = False
+
+    def outcome(self, *, interrupted: bool = False) -> PointOutcome:
+        end = max((r.end for r in self.results if r.end), default=self.t0)
+        duration = (time.perf_counter() if interrupted else end) - self.t0 if self.t0 else 0.0
+        return PointOutcome(self.results, max(duration, 0.0), self.loop_lag, time.process_time() - self.cpu0,
+                            "interrupted" if interrupted else self.stop_reason, self.unreachable, interrupted)
 
 
 async def run_point(url: str, cfg: LlmConfig, concurrency: int, rate: float | None,
                     on_done: Callable[[RequestResult], None] | None = None,
                     on_tick: Callable[[], None] | None = None,
-                    headers: dict[str, str] | None = None) -> PointOutcome:
-    """One sweep point: closed loop with ``concurrency`` users, or open loop at ``rate`` capped by it."""
+                    headers: dict[str, str] | None = None, state: PointState | None = None) -> PointOutcome:
+    """One sweep point: closed loop with ``concurrency`` users, or open loop at ``rate`` capped by it.
+
+    The point ends at its duration (or request count); requests still in flight get ``cfg.grace`` more
+    seconds, then are cut and recorded as ``deadline``. It ends early when the server answers nothing for
+    ``cfg.grace`` seconds while requests wait (``stalled``), when it cannot be reached at all for that long
+    (``unreachable``), or when failures pass ``--max-error-rate``. Raises RequestFailed when not one
+    connection can be opened before the start.
+    """
+    st = state if state is not None else PointState()
     limit = cfg.requests + cfg.warmup if cfg.requests else 0
-    pool = Pool(Target.parse(url), connect_timeout=min(cfg.timeout, 30.0))
-    results: list[RequestResult] = []
-    lag: list[float] = []
-    stop_reason = [""]
+    pool = Pool(Target.parse(url), connect_timeout=min(cfg.timeout, 30.0, cfg.grace))
     errors, finished = [0], [0]  # measured requests that failed / ended
+    cut_now = asyncio.Event()
+    unreachable_since = [0.0]  # first of an unbroken run of connection failures (0: none)
+
+    def stop(reason: str, *, cut: bool = False, unreachable: bool = False) -> None:
+        if not st.stop_reason:
+            st.stop_reason = reason
+        st.unreachable = st.unreachable or unreachable
+        if cut:
+            cut_now.set()
 
     async def monitor() -> None:
         for n in itertools.count(1):
             t = time.perf_counter()
             await asyncio.sleep(0.01)
+            now = time.perf_counter()
             # uvloop's timers have 1 ms resolution and may fire a little early: clamp at 0.
-            lag.append(max(0.0, time.perf_counter() - t - 0.01))
-            if on_tick is not None and n % 25 == 0:  # ~4 times a second, even while no request ends
+            st.loop_lag.append(max(0.0, now - t - 0.01))
+            if n % 25:
+                continue
+            if on_tick is not None:  # ~4 times a second, even while no request ends
                 on_tick()
+            busy = pool.busy
+            if busy and all(now - c.last_activity > cfg.grace for c in busy):
+                stop(f"stalled: the server answered nothing for {cfg.grace:g} s", cut=True)
+            if unreachable_since[0] and now - unreachable_since[0] > cfg.grace:
+                stop(f"unreachable: no connection to the server for {cfg.grace:g} s", cut=True, unreachable=True)
 
-    await pool.warm(min(concurrency, MAX_WARM))
+    failed = await pool.warm(min(concurrency, MAX_WARM))
+    if failed is not None:
+        pool.close()
+        st.unreachable = True
+        raise failed
     # The cyclic GC stops the loop for tens of ms once the heap holds many results: off while measuring.
     gc_was_enabled = gc.isenabled()
     gc.disable()
+    tasks: list[asyncio.Task[None]] = []
+    mon = asyncio.create_task(monitor())
     try:
-        mon = asyncio.create_task(monitor())
-        cpu0 = time.process_time()
-        t0 = time.perf_counter()
+        st.cpu0 = time.process_time()
+        st.t0 = t0 = time.perf_counter()
         deadline = t0 + cfg.duration if not cfg.requests else float("inf")
         counter = [0]
 
         def next_index() -> int | None:
-            if stop_reason[0] or (limit and counter[0] >= limit) or time.perf_counter() >= deadline:
+            if st.stop_reason or (limit and counter[0] >= limit) or time.perf_counter() >= deadline:
                 return None
             counter[0] += 1
             return counter[0] - 1
 
-        async def run_one(index: int, scheduled: float) -> None:
+        async def run_one(index: int, scheduled: float) -> RequestResult:
             r = RequestResult(index=index, scheduled=scheduled)
-            results.append(r)
+            st.results.append(r)
             await one_request(pool, cfg, r, headers)
+            if r.error_type in UNREACHABLE_KINDS:
+                unreachable_since[0] = unreachable_since[0] or r.sent
+            elif r.http_status:
+                unreachable_since[0] = 0.0
             if index >= cfg.warmup:
                 finished[0] += 1
                 if not r.ok:
                     errors[0] += 1
                     if finished[0] >= 10 and errors[0] / finished[0] > cfg.max_error_rate:
-                        stop_reason[0] = f"error rate {errors[0] / finished[0]:.0%} > --max-error-rate"
+                        stop(f"error rate {errors[0] / finished[0]:.0%} > --max-error-rate")
             if on_done:
                 on_done(r)
+            return r
 
         if rate is None:
             async def user() -> None:
+                backoff = 0.0
                 while (index := next_index()) is not None:
-                    await run_one(index, time.perf_counter())
+                    r = await run_one(index, time.perf_counter())
+                    if r.error_type in UNREACHABLE_KINDS:
+                        # Bounded, jittered exponential back-off: users do not retry a dead server in lockstep.
+                        backoff = min(BACKOFF_MAX, backoff * 2 or BACKOFF_FIRST)
+                        await asyncio.sleep(backoff * random.uniform(0.5, 1.5))
+                    else:
+                        backoff = 0.0
 
-            await asyncio.gather(*(user() for _ in range(concurrency)))
+            tasks = [asyncio.create_task(user()) for _ in range(concurrency)]
         else:
             n = limit or int(rate * cfg.duration * 1.5) + 10
             offsets = arrival_offsets(n, rate, cfg.arrival, cfg.burstiness, cfg.seed)
             sem = asyncio.Semaphore(concurrency)
-            tasks = []
 
             async def capped(index: int, scheduled: float) -> None:
                 async with sem:
                     await run_one(index, scheduled)
 
-            for offset in offsets:
-                due = t0 + offset
-                if due >= deadline:
-                    break
-                delay = due - time.perf_counter()
-                if delay > 0:
-                    await asyncio.sleep(delay)
-                index = next_index()
-                if index is None:
-                    break
-                tasks.append(asyncio.create_task(capped(index, due)))
-            if tasks:
-                await asyncio.wait(tasks, timeout=cfg.grace + cfg.timeout)
-        duration = time.perf_counter() - t0
+            async def dispatch() -> None:
+                for offset in offsets:
+                    due = t0 + offset
+                    if due >= deadline:
+                        break
+                    delay = due - time.perf_counter()
+                    if delay > 0:
+                        await asyncio.sleep(delay)
+                    index = next_index()
+                    if index is None:
+                        break
+                    tasks.append(asyncio.create_task(capped(index, due)))
+
+            await dispatch()
+        await _finish_point(tasks, cut_now, deadline + cfg.grace, pool, cfg, st)
         mon.cancel()
+    except asyncio.CancelledError:  # Ctrl-C / SIGTERM: what ran so far is recorded as interrupted
+        pool.cut_busy("interrupted", "interrupted by the user")
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
     finally:
+        mon.cancel()
         pool.close()
         if gc_was_enabled:
             gc.enable()
-    return PointOutcome(results, duration, lag, time.process_time() - cpu0, stop_reason[0])
+    return st.outcome()
+
+
+async def _finish_point(tasks: list[asyncio.Task[None]], cut_now: asyncio.Event, hard_deadline: float, pool: Pool,
+                        cfg: LlmConfig, st: PointState) -> None:
+    """Wait for the point's requests until they end, the hard deadline passes or a stop asks for a cut; then
+    cut what is still in flight (recorded as failures of that kind, never dropped)."""
+    if not tasks:
+        return
+    everything = asyncio.gather(*tasks, return_exceptions=True)
+    cut_wait = asyncio.create_task(cut_now.wait())
+    timeout = None if hard_deadline == float("inf") else max(0.0, hard_deadline - time.perf_counter())
+    waiters: set[asyncio.Future[Any]] = {everything, cut_wait}
+    await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    cut_wait.cancel()
+    if everything.done():
+        return
+    if cut_now.is_set():
+        kind, message = ("unreachable" if st.unreachable else "stalled"), f"cut: {st.stop_reason}"
+    else:
+        kind = "deadline"
+        message = f"cut by the point's deadline ({cfg.duration:g} s + {cfg.grace:g} s grace)"
+        st.stop_reason = st.stop_reason or f"requests still running {cfg.grace:g} s after the point's end were cut"
+    pool.cut_busy(kind, message)
+    await asyncio.wait({everything}, timeout=1.0)
+    for task in tasks:  # waiting for a connection or in a back-off sleep
+        task.cancel()
+    await asyncio.gather(everything, return_exceptions=True)
 
 
 def _ms(values: list[float]) -> dict[str, float]:
@@ -226,6 +330,7 @@ def point_metrics(cfg: LlmConfig, outcome: PointOutcome) -> dict[str, Any]:
         "dispatch_lag_ms": _ms(dispatch), "event_loop_lag_ms": _ms(outcome.loop_lag),
         "client_cpu_percent": 100.0 * outcome.cpu_seconds / dur if dur else 0.0,
         "stopped_early": outcome.stopped_early,
+        "unreachable": outcome.unreachable,
     }
     return metrics
 

@@ -25,6 +25,8 @@ class VectorConfig:
     data: str = ""
     collection: str = "benchctl_vectors"
     index_timeout: float = 300.0
+    # Each request's timeout, and how long a server may fail every request before a phase or point ends.
+    grace: float = 30.0
     # `bench vector --url URL --store S`: the endpoint and its API (a service's job supplies them otherwise)
     url: str = ""
     store: str = ""

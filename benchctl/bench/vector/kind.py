@@ -8,7 +8,7 @@ import os
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from benchctl.bench.kind import BenchError, BenchKind, BenchTarget, Progress, field_default
+from benchctl.bench.kind import BenchError, BenchKind, BenchTarget, PartialRun, Progress, field_default
 from benchctl.bench.vector.config import VectorConfig
 from benchctl.options import Complete, Option, env_name, int_list, integer, number, path, url
 
@@ -58,6 +58,8 @@ class VectorKind(BenchKind):
             Option("--concurrency", "sweep points, e.g. 1,4,16", int_list, default=_d("concurrency"), metavar="LIST"),
             Option("--duration", "seconds per sweep point", number(positive=True), default=_d("duration"),
                    metavar="S"),
+            Option("--grace", "each request's timeout; a server that fails every request this long ends the "
+                   "phase or point", number(positive=True), default=_d("grace"), metavar="S"),
             Option("--m", "HNSW M", one, default=_d("m"), metavar="M"),
             Option("--ef-construct", "HNSW ef_construct", one, default=_d("ef_construct"), metavar="EF"),
             Option("--ef-search", "HNSW ef at search time", one, default=_d("ef_search"), metavar="EF"),
@@ -102,7 +104,7 @@ class VectorKind(BenchKind):
 
         cfg = config
         store_name = target.service.vector_store() if isinstance(target.service, VectorServer) else target.name
-        store = STORES[store_name](target.url, headers=api_key_headers(cfg.api_key_env))
+        store = STORES[store_name](target.url, timeout=cfg.grace, headers=api_key_headers(cfg.api_key_env))
         progress.status("preparing data…")
         try:
             if cfg.data:
@@ -123,9 +125,32 @@ class VectorKind(BenchKind):
         try:
             metrics, points, health = bench.run()
         except StoreError as exc:
-            raise BenchError(f"bench {target.name}: {exc} (partial log: {writer.dir})") from None
+            if bench.ingest_result is None:  # nothing measured yet: one line, no run folder worth keeping
+                raise BenchError(f"bench {target.name}: {exc} (partial log: {writer.dir})") from None
+            raise PartialRun(self._result(target, bench, writer, "failed"),
+                             BenchError(f"bench {target.name}: {exc}")) from None
+        except (KeyboardInterrupt, SystemExit) as exc:
+            raise PartialRun(self._result(target, bench, writer, "interrupted"), exc) from None
         return writer.envelope(service=target.record, config=bench.config_dict(), metrics=metrics, points=points,
                                client_health=health, errors=dict(bench.errors))
+
+    @staticmethod
+    def _result(target: BenchTarget, bench: Any, writer: RunWriter, status: str) -> RunResult:
+        metrics, points, health = bench.partial()
+        result = writer.envelope(service=target.record, config=bench.config_dict(), metrics=metrics, points=points,
+                                 client_health=health, errors=dict(bench.errors))
+        result.status = status
+        return result
+
+    def problems(self, result: RunResult) -> list[str]:
+        out = []
+        for point in result.points:
+            p = point.values
+            if p.get("stopped_early") and not p.get("interrupted"):
+                out.append(f"concurrency {p['concurrency']}: stopped early: {p['stopped_early']}")
+            elif p.get("errors") and not p.get("requests"):
+                out.append(f"concurrency {p['concurrency']}: every request failed")
+        return out
 
     def summary_view(self, result: RunResult) -> RenderableType:
         from rich.console import Group
@@ -133,21 +158,27 @@ class VectorKind(BenchKind):
         from rich.text import Text
 
         k = int(result.metrics.get("dataset", {}).get("k") or result.config.get("k") or 10)
-        ing = result.metrics["ingest"]
-        head = Text(f"ingest: {ing['vectors']} vectors in {ing['insert_s']:.2f} s = {ing['vectors_per_s']:.0f} "
-                    f"vectors/s (batch p50 {ing['batch_latency_ms'].get('p50', 0):.1f} ms, p99 "
-                    f"{ing['batch_latency_ms'].get('p99', 0):.1f} ms); all counted {ing['index_wait_s']:.2f} s later")
+        ing = result.metrics.get("ingest")
+        if ing is None:
+            head = Text("ingest: not finished")
+        else:
+            head = Text(f"ingest: {ing['vectors']} vectors in {ing['insert_s']:.2f} s = {ing['vectors_per_s']:.0f} "
+                        f"vectors/s (batch p50 {ing['batch_latency_ms'].get('p50', 0):.1f} ms, p99 "
+                        f"{ing['batch_latency_ms'].get('p99', 0):.1f} ms); all counted {ing['index_wait_s']:.2f} s "
+                        "later")
         table = Table(show_edge=False, header_style="bold")
         for col in ("POINT", "REQUESTS", "QPS", "p50 ms", "p95 ms", "p99 ms", f"recall@{k}", "ERRORS"):
             table.add_column(col, justify="left" if col == "POINT" else "right")
-        serial = result.metrics["serial"]
-        lat = serial["latency_ms"]
-        table.add_row("serial", str(serial["queries"]), "", f"{lat.get('p50', 0):.2f}", f"{lat.get('p95', 0):.2f}",
-                      f"{lat.get('p99', 0):.2f}", f"{serial[f'recall@{k}']:.3f}", "")
+        serial = result.metrics.get("serial")
+        if serial is not None:
+            lat = serial["latency_ms"]
+            table.add_row("serial", str(serial["queries"]), "", f"{lat.get('p50', 0):.2f}",
+                          f"{lat.get('p95', 0):.2f}", f"{lat.get('p99', 0):.2f}", f"{serial[f'recall@{k}']:.3f}", "")
         for point in result.points:
             p = point.values
             lat = p["latency_ms"]
-            table.add_row(f"concurrency {p['concurrency']}", str(p["requests"]), f"{p['qps']:.0f}",
+            mark = " (interrupted)" if p.get("interrupted") else " (stopped early)" if p.get("stopped_early") else ""
+            table.add_row(f"concurrency {p['concurrency']}{mark}", str(p["requests"]), f"{p['qps']:.0f}",
                           f"{lat.get('p50', 0):.2f}", f"{lat.get('p95', 0):.2f}", f"{lat.get('p99', 0):.2f}",
                           f"{p[f'recall@{k}']:.3f}", str(p["errors"]))
         return Group(head, table)

@@ -23,7 +23,12 @@ Vector: TypeAlias = npt.NDArray[np.float32] | Sequence[float]
 
 
 class StoreError(RuntimeError):
-    """The database answered with an error (message includes its text) or could not be reached."""
+    """The database answered with an error (message includes its text) or could not be reached. ``kind``
+    names the failure for counting: ``HTTP 500``, ``ConnectionError``, ``ReadTimeout``, ..."""
+
+    def __init__(self, message: str, kind: str = "") -> None:
+        super().__init__(message)
+        self.kind = kind
 
 
 @dataclass(frozen=True)
@@ -61,12 +66,12 @@ class VectorStore(ABC):
         try:
             return s.request(method, self.base_url + path, data=data, headers=headers, timeout=self.timeout)
         except requests.RequestException as exc:
-            raise StoreError(f"{method} {path}: {exc.__class__.__name__}: {exc}") from None
+            raise StoreError(f"{method} {path}: {exc.__class__.__name__}: {exc}", exc.__class__.__name__) from None
 
     def _call(self, s: requests.Session, method: str, path: str, body: Any = None) -> Any:
         resp = self._send(s, method, path, body)
         if resp.status_code >= 400:
-            raise StoreError(f"{method} {path}: HTTP {resp.status_code}: {resp.text[:300]}")
+            raise StoreError(f"{method} {path}: HTTP {resp.status_code}: {resp.text[:300]}", f"HTTP {resp.status_code}")
         return orjson.loads(resp.content) if resp.content else None
 
     @abstractmethod

@@ -44,7 +44,8 @@ class QdrantStore(VectorStore):
             hint = ("the server rejected the API key that was sent" if sent else
                     "the server requires an API key and none was sent (pass the key named by the service's "
                     "--api-key-env to the benchmark)")
-            raise StoreError(f"{method} {path}: HTTP {resp.status_code}: {hint}: {resp.text[:200].strip()}")
+            raise StoreError(f"{method} {path}: HTTP {resp.status_code}: {hint}: {resp.text[:200].strip()}",
+                             f"HTTP {resp.status_code}")
         try:
             answer = orjson.loads(resp.content) if resp.content else None
         except orjson.JSONDecodeError:
@@ -52,7 +53,8 @@ class QdrantStore(VectorStore):
         if resp.status_code >= 400:
             status = answer.get("status") if isinstance(answer, dict) else None
             error = status.get("error") if isinstance(status, dict) else None
-            raise StoreError(f"{method} {path}: HTTP {resp.status_code}: {error or resp.text[:300]}")
+            raise StoreError(f"{method} {path}: HTTP {resp.status_code}: {error or resp.text[:300]}",
+                             f"HTTP {resp.status_code}")
         if not isinstance(answer, dict) or "result" not in answer:
             raise StoreError(f"{method} {path}: unexpected answer (not a Qdrant response): {resp.text[:300]}")
         return answer["result"]
