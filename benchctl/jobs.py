@@ -38,6 +38,9 @@ class Job:
     ip: str = ""
     port: int | None = None
     ready: bool = False
+    # Why a RUNNING job's service is not (or no longer) ready: "" | "stopped" (the service ended inside the job)
+    # | "not answering" (it was ready, the last probe got no answer).
+    health: str = ""
     exit_code: int | None = None
     submitted_at: float = field(default_factory=time.time)
     updated_at: float = field(default_factory=time.time)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MAX_INTERVAL = 30.0
+RECHECK_READY = 30.0  # seconds between re-checks of a job that is ready
 MAX_BACKOFF = 120.0
 
 
@@ -34,6 +36,7 @@ class Poller:
         self.on_change = on_change or (lambda: None)
         self.error = ""
         self.failures = 0
+        self._checked: dict[str, float] = {}  # job id -> when its readiness was last checked
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._thread = threading.Thread(target=self._run, name="benchctl-poller", daemon=True)
@@ -77,16 +80,21 @@ class Poller:
         if self.error:
             self.error, self.failures = "", 0
         changed = False
+        now = time.monotonic()
         for old in jobs:
             new = updated.get(old.id, old)
-            if new.state is JobState.RUNNING and not new.ready and new.port:
+            # Not ready yet: probe every round. Ready: re-check now and then (cheaply), since a service can
+            # stop or stop answering while its job lives on.
+            due = not new.ready or now - self._checked.get(new.id, 0.0) >= RECHECK_READY
+            if new.state is JobState.RUNNING and new.port and due:
                 try:
                     service = self.app.service(new.service)
-                    if isinstance(service, Server) and service.probe(new):
-                        new = self.app.jobs.update(new.id, ready=True) or new
+                    if isinstance(service, Server):
+                        new = service.check_health(new)
+                        self._checked[new.id] = now
                 except Exception:
                     log.exception("readiness probe failed")
-            if (new.state, new.ready) != (old.state, old.ready):
+            if (new.state, new.ready, new.health) != (old.state, old.ready, old.health):
                 changed = True
                 self.announce(old.state, new)
         if changed:
@@ -96,7 +104,9 @@ class Poller:
 
     def announce(self, before: JobState, job: Job) -> None:
         where = f" on {job.host or job.nodes}" if (job.host or job.nodes) else ""
-        if job.ready and before is job.state:
+        if job.health and before is job.state:
+            text = f"[{job.service} job {job.id}] {job.health}{where}"
+        elif job.ready and before is job.state:
             text = f"[{job.service} job {job.id}] ready{where}"
         else:
             text = f"[{job.service} job {job.id}] {before.value} → {job.state.value}{where}"

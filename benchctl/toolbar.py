@@ -24,8 +24,9 @@ def make_toolbar(app: App, poller: Poller | None = None) -> Callable[[], StyleAn
         if not jobs:
             parts.append(("class:toolbar", "| no active jobs "))
         for job in jobs[-MAX_JOBS:]:
-            state = "ready" if job.ready else job.state.value
-            style = "class:toolbar.ready" if job.ready else _STYLE.get(job.state, "class:toolbar.other")
+            state = "ready" if job.ready else (job.health or job.state.value)
+            style = ("class:toolbar.ready" if job.ready else "class:toolbar.error" if job.health
+                     else _STYLE.get(job.state, "class:toolbar.other"))
             where = f"@{job.host or job.nodes}" if (job.host or job.nodes) else ""
             parts.append(("class:toolbar", "| "))
             parts.append((style, f"{job.service}:{job.id} {state}{where} "))

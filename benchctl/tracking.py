@@ -38,6 +38,8 @@ def refresh_jobs(executor: Executor, table: JobTable, jobs: Iterable[Job]) -> di
     for job in jobs:
         changes: dict[str, object] = {}
         status = statuses.get(job.id)
+        if status is not None and job.state.is_final and not status.state.is_final:
+            status = None  # states only move forward: a stale answer never revives a job that ended
         if status is not None:
             changes.update(state=status.state, reason=status.reason, nodes=status.nodes or job.nodes)
             if status.exit_code is not None:

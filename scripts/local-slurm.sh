@@ -7,6 +7,9 @@
 #   scripts/local-slurm.sh stop [--purge]   # stop the daemons by PID file; --purge also wipes slurm
 #                                           #   state/spool/logs and the accounting DB (job ids restart at 1)
 #   scripts/local-slurm.sh status           # print sinfo; exit 0 if the cluster is up, else 1
+#   scripts/local-slurm.sh daemon stop|start slurmctld|slurmdbd
+#                                           # stop or (re)start one daemon of a running cluster, for the
+#                                           #   fault tests (start waits until it answers, nodes usable)
 #
 # Environment knobs:
 #   SLURM_NODES   number of (fake) nodes n1..nN, all on this host, one slurmd each   (default: 2)
@@ -419,9 +422,20 @@ do_start() {
   echo "slurm ready"
 }
 
+do_daemon() { # do_daemon stop|start slurmctld|slurmdbd
+  case "${1:-}:${2:-}" in
+    stop:slurmctld) stop_pidfile /run/slurmctld.pid slurmctld ;;
+    stop:slurmdbd) stop_pidfile /run/slurmdbd.pid slurmdbd ;;
+    start:slurmctld) start_slurmctld; wait_nodes ;;
+    start:slurmdbd) start_slurmdbd ;;
+    *) echo "usage: $0 daemon stop|start slurmctld|slurmdbd" >&2; exit 2 ;;
+  esac
+}
+
 case "${1:-}" in
+  daemon) do_daemon "${2:-}" "${3:-}" ;;
   start)  do_start ;;
   stop)   do_stop "${2:-}" ;;
   status) do_status ;;
-  *) echo "usage: $0 start | stop [--purge] | status" >&2; exit 2 ;;
+  *) echo "usage: $0 start | stop [--purge] | status | daemon stop|start slurmctld|slurmdbd" >&2; exit 2 ;;
 esac

@@ -83,7 +83,10 @@ class FakeSlurm(Runner):
 
     def _scancel(self, argv: tuple[str, ...]) -> Completed:
         job = self.jobs.get(argv[-1])
-        if job is not None and not any(a.startswith("--signal") for a in argv):
+        if job is None:  # as Slurm 22.05 answers for an id it does not know
+            return Completed(argv, 1, "", f"scancel: error: Kill job error on job id {argv[-1]}: "
+                                          "Invalid job id specified\n")
+        if not any(a.startswith("--signal") for a in argv):
             job.state = "CANCELLED by 0"
         return Completed(argv, 0, "", "")
 

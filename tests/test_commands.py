@@ -351,7 +351,10 @@ def test_unreachable_slurm_is_one_clear_line() -> None:
 def test_unreachable_slurm_after_submit(app: App, fake_slurm: FakeSlurm) -> None:
     assert app.run_line("start chroma")
     fake_slurm.installed = False
-    assert "Slurm is not reachable" in fails_with(app, "check chroma")
+    clear(app)
+    assert app.run_line("check chroma") is False  # fails, but shows what is known, marked as such
+    [error] = error_lines(app)
+    assert "Slurm is not reachable" in error and "chroma job 100: PENDING (last known)" in output(app)
     clear(app)
     assert app.run_line("status")  # still shows the cached table, with a warning
     assert "Slurm is not reachable" in output(app)

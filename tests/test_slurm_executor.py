@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from benchctl.executors.base import ExecutorError
+from benchctl.executors.base import ExecutorError, UnknownJob
 from benchctl.executors.process import CommandNotFound, Completed, Runner
 from benchctl.executors.slurm import SlurmExecutor
 from benchctl.slurm.states import JobState
@@ -93,3 +93,40 @@ def test_graceful_signal_and_cancel_commands() -> None:
     executor.signal("12", "TERM")
     executor.cancel("12")
     assert runner.calls == [("scancel", "--full", "--signal=TERM", "12"), ("scancel", "12")]
+
+
+def test_a_final_state_from_squeue_is_not_replaced_by_a_stale_sacct_row() -> None:
+    squeue = (0, "4|CANCELLED|n1|None\n", "")
+    runner = Scripted({"squeue": squeue, "sacct": (0, "4|RUNNING|0:0|00:01:20|n1|None\n", "")})
+    assert SlurmExecutor(runner).query(["4"])["4"].state is JobState.CANCELLED
+    runner = Scripted({"squeue": squeue, "sacct": (0, "4|CANCELLED|0:15|00:01:20|n1|\n", "")})
+    status = SlurmExecutor(runner).query(["4"])["4"]
+    assert status.state is JobState.CANCELLED and status.exit_code == 0 and status.signal == 15  # sacct's details
+
+
+DOWN = "slurm_load_jobs error: Unable to contact slurm controller (connect failure)\n"
+PING_DOWN = "Slurmctld(primary) at vm is DOWN\n"
+
+
+def test_controller_down_is_one_error_then_scontrol_ping_answers_fast() -> None:
+    runner = Scripted({"squeue": (1, "", DOWN), "sacct": (0, "7|RUNNING|0:0|00:00:01|n2|None\n", ""),
+                       "scontrol": (1, PING_DOWN, "")})
+    executor = SlurmExecutor(runner)
+    with pytest.raises(ExecutorError, match=r"controller \(slurmctld\) does not answer"):
+        executor.query(["7"])
+    assert [c[0] for c in runner.calls] == ["squeue"]  # not sacct: its answer may be stale
+    with pytest.raises(ExecutorError, match="does not answer"):
+        executor.query(["7"])
+    with pytest.raises(ExecutorError, match="does not answer"):
+        executor.cancel("7")
+    assert [c[0] for c in runner.calls] == ["squeue", "scontrol", "scontrol"]  # no slow squeue/scancel again
+    runner.answers["scontrol"] = (0, "Slurmctld(primary) at vm is UP\n", "")
+    runner.answers["squeue"] = (0, "7|RUNNING|n2|None\n", "")
+    assert executor.query(["7"])["7"].state is JobState.RUNNING
+    assert [c[0] for c in runner.calls][-2:] == ["scontrol", "squeue"]
+
+
+def test_scancel_of_an_unknown_id_is_unknown_job() -> None:
+    err = "scancel: error: Kill job error on job id 99: Invalid job id specified\n"
+    with pytest.raises(UnknownJob, match="does not know job 99"):
+        SlurmExecutor(Scripted({"scancel": (1, "", err)})).cancel("99")

@@ -56,9 +56,11 @@ def started(app: App) -> Job:
     return job
 
 
-def write_markers(job: Job, port: int, node: str = "n1") -> None:
+def write_markers(job: Job, port: int, node: str = "n1", *, ready: bool = True) -> None:
+    """What the job script prints; READY once its own service answers on its port (see the serve macro)."""
     Path(job.out_path).write_text(f"BENCHCTL_JOBID={job.id}\nBENCHCTL_HOST={node}\nBENCHCTL_NODE={node}\n"
-                                  f"BENCHCTL_IP=10.0.0.1\nBENCHCTL_PORT={port}\n")
+                                  f"BENCHCTL_IP=10.0.0.1\nBENCHCTL_PORT={port}\n"
+                                  + ("BENCHCTL_READY=2026-12-03T10:00:00Z\n" if ready else ""))
 
 
 def test_wait_succeeds_when_the_health_endpoint_answers(local_app: App, fake_slurm: FakeSlurm,

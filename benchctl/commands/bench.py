@@ -64,7 +64,7 @@ def bench_options(app: App, positionals: Sequence[str]) -> tuple[Option, ...]:
 
 def service_target(app: App, name: str, args: ParsedArgs) -> BenchTarget:
     """A ready server's endpoint (waiting for it like `check --wait`), or a finished batch run's job."""
-    from benchctl.services.server import BatchRun
+    from benchctl.services.server import BatchRun, Server
 
     service = app.service(name)
     if isinstance(service, BatchRun):
@@ -90,7 +90,17 @@ def service_target(app: App, name: str, args: ParsedArgs) -> BenchTarget:
     if not jobs:
         raise CommandError(f"no active {name} job to benchmark (start one with 'start {name}')")
     job = jobs[-1]
-    if not (job.ready and service.is_ready(job)):
+    from benchctl.services import ServiceError
+
+    try:
+        ready = service.is_ready(job)
+    except ServiceError as exc:  # the service stopped inside its job: say so now, do not wait
+        raise CommandError(str(exc)) from None
+    if not ready and (job.ready or job.health) and isinstance(service, Server):
+        job = service.check_health(job)
+        raise CommandError(f"{job.label} was ready but does not answer now ({job.health}); 'check {job.id}' and "
+                           f"'logs {job.id}' show more")
+    if not ready:
         # Started a moment ago: wait for it like `check --wait` does (progress lines, clear failure).
         job = wait_for(app, job, wait_timeout(app, args.get("timeout")))
     endpoint = service.endpoint(job)

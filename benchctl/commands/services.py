@@ -13,6 +13,7 @@ from rich.text import Text
 
 from benchctl.commands import Command, CommandError, ParsedArgs, Registry
 from benchctl.commands.lifecycle import refresh, resolve_jobs, start_values, wait_for, wait_timeout
+from benchctl.executors.base import ExecutorError
 from benchctl.executors.files import tail_lines
 from benchctl.jobs import Job
 from benchctl.options import Complete, Option, integer, path
@@ -57,11 +58,24 @@ def cmd_start(app: App, args: ParsedArgs) -> None:
 
 
 # ---- check ---------------------------------------------------------------------------------------
-def describe(app: App, job: Job) -> None:
+def readiness(job: Job) -> tuple[str, str]:
+    """(word, style) of a RUNNING server job's readiness, as check, status and the toolbar show it."""
+    if job.ready:
+        return "ready", "bold green"
+    if job.health == "stopped":
+        return "service stopped", "bold red"
+    if job.health:
+        return job.health, "bold red"
+    return "not ready yet", "yellow"
+
+
+def describe(app: App, job: Job, *, cached: bool = False) -> None:
     """Print one job's state, node, endpoint, readiness and tunnel hint."""
     service = app.service(job.service)
     style = _STATE_STYLE.get(job.state, "")
     head = Text.assemble(f"{job.service} job {job.id}: ", (job.state.value, style))
+    if cached:
+        head.append(" (last known)", style="dim")
     if job.state is JobState.PENDING and job.reason:
         head.append(f" ({job.reason})")
     node = job.host or job.nodes
@@ -71,7 +85,8 @@ def describe(app: App, job: Job) -> None:
     if ep and not job.state.is_final:
         head.append(f"  {ep.host}:{ep.port}")
     if job.state is JobState.RUNNING and isinstance(service, Server):
-        head.append("  ready" if job.ready else "  not ready yet", style="bold green" if job.ready else "yellow")
+        word, word_style = readiness(job)
+        head.append(f"  {word}", style=word_style)
     app.ui.print(head)
     for label, value in service.details(job):
         app.ui.text(f"  {label + ':':<7} {value}")
@@ -100,16 +115,21 @@ def cmd_check(app: App, args: ParsedArgs) -> None:
         jobs = [j for j in mine if not j.state.is_final] or mine[-1:]
         if not jobs:
             raise CommandError("no jobs tracked (start one with 'start SERVICE')")
-    jobs = refresh(app, jobs)
     if args.get("wait"):
+        jobs = refresh(app, jobs)
         timeout = wait_timeout(app, args.get("timeout"))
         jobs = [wait_for(app, job, timeout) for job in jobs]
         return
+    try:
+        jobs = refresh(app, jobs)
+    except ExecutorError as exc:  # what is known, then one line (one query failed: no retry per job)
+        for job in jobs:
+            describe(app, job, cached=True)
+        raise CommandError(f"{exc} (the states above are the last known)") from None
     for job in jobs:
         service = app.service(job.service)
-        if (job.state is JobState.RUNNING and not job.ready and job.port and isinstance(service, Server)
-                and service.probe(job)):
-            job = app.jobs.update(job.id, ready=True) or job
+        if isinstance(service, Server):
+            job = service.check_health(job)  # "ready" is re-checked, never taken from the past
         describe(app, job)
 
 
@@ -172,14 +192,46 @@ def cmd_stop(app: App, args: ParsedArgs) -> None:
     else:
         jobs = resolve_jobs(app, target, active_only=True, manage=True)
     grace = float(app.settings.get("slurm.stop_grace"))
-    for job in jobs:
+    failed: list[str] = []
+    for job in jobs:  # every job it can: one that fails to stop is reported, the others still stop
         if job.state.is_final:
             app.ui.info(f"{job.label} already ended ({job.state.value})")
             continue
-        with app.ui.status(f"stopping {job.label}…"):
-            job = app.service(job.service).stop(job, grace)
+        try:
+            with app.ui.status(f"stopping {job.label}…"):
+                job = app.service(job.service).stop(job, grace)
+        except ExecutorError as exc:
+            failed.append(job.id)
+            app.ui.error(f"cannot stop {job.label}: {exc}")
+            continue
+        if job.state is JobState.GONE:
+            app.ui.info(f"{job.label}: the scheduler no longer knows this job; marked GONE "
+                        f"('forget {job.id}' removes the record)")
+            continue
         app.ui.print(Text.assemble(f"stopped {job.service} job {job.id}: ",
                                    (job.state.value, _STATE_STYLE.get(job.state, ""))))
+    if failed:
+        raise CommandError(f"stop: {len(failed)} job(s) not stopped: {', '.join(failed)}")
+
+
+def cmd_forget(app: App, args: ParsedArgs) -> None:
+    """Remove job records from the table (a job Slurm no longer knows, an old run). A job that may still run
+    is refused unless --force (it would keep running, untracked)."""
+    targets = args.positionals[0].split(",") if args.positionals else []
+    if not targets:
+        raise CommandError("forget: name a job id (see 'status')")
+    jobs = []
+    for target in targets:
+        job = app.jobs.get(target)
+        if job is None:
+            raise CommandError(f"forget: no tracked job {target!r} (see 'status --all')")
+        if not job.state.is_final and not args.get("force"):
+            raise CommandError(f"forget: {job.label} is {job.state.value}; stop it first, or 'forget {job.id} "
+                               "--force' to drop the record while it runs")
+        jobs.append(job)
+    for job in jobs:
+        app.jobs.remove(job.id)
+        app.ui.info(f"forgot {job.label}")
 
 
 # ---- status --------------------------------------------------------------------------------------
@@ -194,7 +246,7 @@ def job_table(app: App, jobs: Sequence[Job]) -> Table:
         endpoint = f"{ep.host}:{ep.port}" if ep else ""
         reason = job.reason or (f"exit {job.exit_code}" if job.exit_code not in (None, 0) else "")
         table.add_row(job.id, job.service, Text(job.state.value, style=_STATE_STYLE.get(job.state, "")),
-                      job.host or job.nodes, endpoint, "yes" if job.ready else "",
+                      job.host or job.nodes, endpoint, "yes" if job.ready else job.health,
                       f"{age // 3600}h{age % 3600 // 60:02d}m" if age >= 3600 else f"{age // 60}m{age % 60:02d}s",
                       reason)
     return table
@@ -237,5 +289,9 @@ def register(registry: Registry) -> None:
                          min_args=1))
     registry.add(Command("stop", cmd_stop, "stop SERVICE|JOBID|all", "stop cleanly, then cancel the job",
                          (Complete.TARGET_ALL,), min_args=1))
+    registry.add(Command("forget", cmd_forget, "forget JOBID[,JOBID...] [--force]",
+                         "remove job records from the table", (Complete.JOB,),
+                         (Option("--force", "also a job that may still run (it keeps running, untracked)", None),),
+                         min_args=1))
     registry.add(Command("status", cmd_status, "status [--all]", "table of tracked jobs", (),
                          (Option("--all", "all jobs, not just the last 20", None),)))

@@ -17,6 +17,10 @@ class ExecutorError(RuntimeError):
     """A scheduler action failed; the message is one line fit for the user."""
 
 
+class UnknownJob(ExecutorError):
+    """The scheduler does not know this job id (purged, or never its own): the record is gone."""
+
+
 class Executor(ABC):
     """Runs batch scripts somewhere and tells what became of them.
 

@@ -25,7 +25,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from benchctl.executors.base import Executor, ExecutorError
+from benchctl.executors.base import Executor, ExecutorError, UnknownJob
 from benchctl.executors.process import Runner
 from benchctl.slurm.parse import JobStatus
 from benchctl.slurm.states import JobState
@@ -204,7 +204,7 @@ class LocalExecutor(Executor):
     def signal(self, job_id: str, signal: str) -> None:
         sid = self._pgid(job_id)
         if sid is None:
-            raise ExecutorError(f"unknown local job {job_id}")
+            raise UnknownJob(f"unknown local job {job_id}")
         sig = getattr(signals, f"SIG{signal.upper().removeprefix('SIG')}", None)
         if sig is None:
             raise ExecutorError(f"unknown signal {signal!r}")
@@ -242,7 +242,7 @@ class LocalExecutor(Executor):
         sid = self._pgid(job_id)
         jdir = self.state_dir / job_id
         if sid is None or not jdir.is_dir():
-            raise ExecutorError(f"unknown local job {job_id}")
+            raise UnknownJob(f"unknown local job {job_id}")
         status = self._status(job_id)
         if status is not None and status.state.is_final:
             return  # like scancel on a finished job: nothing to do

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from benchctl.executors.base import Executor, ExecutorError
+from benchctl.executors.base import Executor, ExecutorError, UnknownJob
 from benchctl.executors.process import CommandNotFound, Runner, submission_env
 from benchctl.slurm.parse import (
     SACCT_FIELDS,
@@ -21,6 +22,13 @@ from benchctl.slurm.states import JobState
 
 log = logging.getLogger(__name__)
 
+# What Slurm's clients print when slurmctld does not answer (after retrying for MessageTimeout seconds).
+_CONTROLLER_DOWN = ("Unable to contact slurm controller", "Socket timed out on send/recv",
+                    "Zero Bytes were transmitted")
+# After the controller was seen down, `scontrol ping` (answered at once, even then) is asked first for this
+# long, so a shell does not wait out squeue's ~18 s of retries on every command.
+DOWN_MEMORY = 120.0
+
 
 class SlurmExecutor(Executor):
     """Talks to Slurm through the Runner seam; one squeue call per poll, sacct only for what squeue lacks."""
@@ -32,6 +40,7 @@ class SlurmExecutor(Executor):
     def __init__(self, runner: Runner, *, timeout: float = 30.0) -> None:
         self.runner = runner
         self.timeout = timeout
+        self._down_since = 0.0  # when the controller was last seen not answering (0: not recently)
 
     @classmethod
     def create(cls, runner: Runner, state_dir: Path) -> SlurmExecutor:
@@ -47,10 +56,32 @@ class SlurmExecutor(Executor):
         except CommandNotFound as exc:
             raise ExecutorError(f"Slurm is not reachable: {exc} (use --executor local to run without Slurm)") from None
 
+    def _controller_error(self, program: str, text: str) -> ExecutorError | None:
+        """An ExecutorError when ``text`` says the controller did not answer (and remember it)."""
+        if not any(marker in text for marker in _CONTROLLER_DOWN):
+            return None
+        self._down_since = time.monotonic()
+        return ExecutorError(f"cannot query Slurm: the controller (slurmctld) does not answer ({program}: "
+                             f"{text.strip().splitlines()[-1]})")
+
+    def _check_controller(self) -> None:
+        """Fail at once while the controller is known to be down (``scontrol ping`` says so)."""
+        if not self._down_since or time.monotonic() - self._down_since > DOWN_MEMORY:
+            return
+        res = self._run(["scontrol", "ping"])
+        if res.ok:
+            self._down_since = 0.0
+        elif "DOWN" in res.stdout:
+            self._down_since = time.monotonic()
+            raise ExecutorError("cannot query Slurm: the controller (slurmctld) does not answer (scontrol ping: "
+                                "DOWN)")
+
     def submit(self, script: Path, *, cwd: Path) -> str:
+        self._check_controller()
         res = self._run(["sbatch", "--parsable", str(script)], env=submission_env(), cwd=str(cwd))
         if not res.ok:
-            raise ExecutorError(f"sbatch failed: {res.error_text()}")
+            down = self._controller_error("sbatch", res.error_text())
+            raise down or ExecutorError(f"sbatch failed: {res.error_text()}")
         try:
             job_id, _cluster = parse_sbatch(res.stdout)
         except ParseError as exc:
@@ -60,11 +91,15 @@ class SlurmExecutor(Executor):
     def query(self, job_ids: Sequence[str]) -> dict[str, JobStatus]:
         if not job_ids:
             return {}
+        self._check_controller()
         ids = ",".join(job_ids)
         # -t all: finished jobs stay visible (with their final state) for MinJobAge seconds.
         res = self._run(["squeue", "-h", "-t", "all", "-j", ids, "-o", SQUEUE_FORMAT])
         found: dict[str, JobStatus] = parse_squeue(res.stdout) if res.ok else {}
         if not res.ok:
+            down = self._controller_error("squeue", res.stderr or res.stdout)
+            if down is not None:  # sacct would answer from the database: possibly stale, never say it is current
+                raise down
             # One aged-out id makes squeue fail for the whole list ("Invalid job id specified").
             log.debug("squeue failed (%s); asking sacct", res.error_text())
         # sacct for ids squeue does not show, for finished jobs (their exit code is only in sacct), and for
@@ -75,8 +110,11 @@ class SlurmExecutor(Executor):
             acct = self._run(["sacct", "-X", "-n", "-P", "-j", ",".join(need), "-o", SACCT_FIELDS])
             if acct.ok:
                 for job_id, status in parse_sacct(acct.stdout).items():
-                    completing = job_id in found and found[job_id].state is JobState.COMPLETING
-                    if job_id in need and (status.state.is_final or not completing):
+                    seen = found.get(job_id)
+                    # The database lags the controller: a final (or COMPLETING) state squeue showed is never
+                    # replaced by a stale non-final row of sacct; a final row brings the exit code.
+                    if job_id in need and (status.state.is_final or seen is None or
+                                           not (seen.state.is_final or seen.state is JobState.COMPLETING)):
                         found[job_id] = status
             elif not res.ok:
                 raise ExecutorError(f"cannot query Slurm: {res.error_text()}; sacct: {acct.error_text()}")
@@ -84,11 +122,18 @@ class SlurmExecutor(Executor):
 
     def signal(self, job_id: str, signal: str) -> None:
         # --full: the batch shell and its children too (by default scancel spares the batch step).
-        res = self._run(["scancel", "--full", f"--signal={signal}", job_id])
-        if not res.ok:
-            raise ExecutorError(f"scancel --signal={signal} {job_id} failed: {res.error_text()}")
+        self._scancel(job_id, "--full", f"--signal={signal}")
 
     def cancel(self, job_id: str) -> None:
-        res = self._run(["scancel", job_id])
-        if not res.ok:
-            raise ExecutorError(f"scancel {job_id} failed: {res.error_text()}")
+        self._scancel(job_id)
+
+    def _scancel(self, job_id: str, *options: str) -> None:
+        self._check_controller()
+        res = self._run(["scancel", *options, job_id])
+        if res.ok:
+            return
+        text = res.error_text()
+        if "Invalid job id specified" in text:
+            raise UnknownJob(f"Slurm does not know job {job_id} (any more)")
+        down = self._controller_error("scancel", text)
+        raise down or ExecutorError(f"scancel {' '.join((*options, job_id))} failed: {text}")

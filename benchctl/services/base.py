@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from benchctl.config import Settings
-from benchctl.executors.base import Executor, ExecutorError
+from benchctl.executors.base import Executor, ExecutorError, UnknownJob
 from benchctl.executors.files import JobFiles, tail_lines
 from benchctl.jobs import Job, JobTable
 from benchctl.options import Option
@@ -239,20 +239,35 @@ class SlurmServer(ABC):
         return text
 
     def last_error_line(self, job: Job) -> str:
-        return logparse.last_error(tail_lines(self.files, job.err_path, 200)) if job.err_path else ""
+        """The line that explains a failure: from the error file, else from the output file."""
+        for path in (job.err_path, job.out_path):
+            line = logparse.last_error(tail_lines(self.files, path, 200)) if path else ""
+            if line:
+                return line
+        return ""
 
     def log_info(self, job: Job) -> logparse.LogInfo:
         return read_log_info(self.files, job.out_path, job.err_path)
 
     # ---- stop --------------------------------------------------------------------------------
     def stop(self, job: Job, grace: float, *, poll: float = 0.5) -> Job:
-        """Graceful stop: TERM to the service (it flushes and exits), then cancel the job."""
+        """Graceful stop: TERM to the service (it flushes and exits), then cancel the job. A job the scheduler
+        no longer knows is marked GONE (UnknownJob is not an error here: there is nothing left to stop)."""
+        try:
+            return self._stop(job, grace, poll)
+        except UnknownJob:
+            return self.ctx.jobs.update(job.id, state=JobState.GONE, ready=False, reason="unknown to the scheduler") \
+                or job
+
+    def _stop(self, job: Job, grace: float, poll: float) -> Job:
         job = self.refresh(job)
         if job.state.is_final:
             return job
         executor = self.ctx.executor
         if job.state is JobState.RUNNING:
             executor.signal(job.id, "TERM")
+            if not (job.out_path and self.files.exists(job.out_path)):
+                grace = min(grace, 2.0)  # no log to show the STOPPED marker: do not wait the whole grace for it
             deadline = time.monotonic() + grace
             while time.monotonic() < deadline:
                 if "STOPPED" in self.log_info(job).markers or self.refresh(job).state.is_final:

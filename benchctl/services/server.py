@@ -55,10 +55,50 @@ class Server(SlurmServer):
         ep = self.endpoint(job)
         return ep is not None and http_get(ep.url + self.health_path)[0] == 200
 
+    def stopped_inside(self, markers: dict[str, str]) -> bool:
+        """The service ended inside a job that lives on (stop, the pre-time-limit USR1, a crash)."""
+        return "STOPPED" in markers or "EXITED" in markers
+
     def is_ready(self, job: Job) -> bool:
+        """Ready = the job is RUNNING, its own service said so (the READY marker, printed only once a process
+        of the job's service listens on the port) and the health check answers now."""
         if job.state.is_final:
             raise ServiceError(self.failure_reason(job))
-        return job.state is JobState.RUNNING and bool(job.port) and self.probe(job)
+        if job.state is not JobState.RUNNING or not job.port:
+            return False
+        markers = self.log_info(job).markers
+        if self.stopped_inside(markers):
+            raise ServiceError(self.stopped_message(job))
+        return "READY" in markers and self.probe(job)
+
+    def stopped_message(self, job: Job) -> str:
+        err = self.last_error_line(job)
+        return (f"{job.label}: the service stopped inside the job (the job is still {job.state.value}; "
+                f"'stop {job.id}' ends it)" + (f"; last error: {err}" if err else ""))
+
+    def check_health(self, job: Job) -> Job:
+        """Re-check a RUNNING job's service now and record the answer (``ready``/``health``): a service that
+        was ready can stop, or stop answering, while its job lives on."""
+        if job.state is not JobState.RUNNING or not job.port:
+            return job
+        markers = self.log_info(job).markers
+        if self.stopped_inside(markers):
+            ready, health = False, "stopped"
+        elif "READY" in markers and self.probe(job):
+            ready, health = True, ""
+        else:
+            ready, health = False, "not answering" if (job.ready or job.health) else ""
+        return self.ctx.jobs.update(job.id, ready=ready, health=health) or job
+
+    def failure_reason(self, job: Job) -> str:
+        if job.state is JobState.COMPLETED and "READY" not in self.log_info(job).markers:
+            # A server never ends by itself: one that ended before its READY marker failed to start, even with
+            # exit code 0 (some servers exit 0 when they cannot bind their port).
+            err = self.last_error_line(job)
+            code = f", exit code {job.exit_code}" if job.exit_code is not None else ""
+            return (f"{job.label} ended before it was ready ({job.state.value}{code})"
+                    + (f"; last error: {err}" if err else f" — 'logs {job.id} --err' shows why"))
+        return super().failure_reason(job)
 
 
 def served_models(body: str) -> list[str]:

@@ -91,7 +91,8 @@ def last_error(lines: list[str]) -> str:
     """The line that explains a failure: the last non-blank line, except when that is an exception that only
     points "above" (vLLM: "Engine core initialization failed. See root cause above"): then the exception
     before it is the cause, and comes first."""
-    cleaned = [_ANSI_RE.sub("", line).strip() for line in lines]
+    # benchctl's own markers (BENCHCTL_EXITED=1, ...) say what happened, not why.
+    cleaned = [c for line in lines if not (c := _ANSI_RE.sub("", line).strip()).startswith("BENCHCTL_")]
     last = next((line for line in reversed(cleaned) if line), "")
     if _POINTER_RE.search(last) and _EXC_RE.search(last):
         errors = [m.group(1).strip() for line in cleaned[:-1] if (m := _EXC_RE.search(line))]

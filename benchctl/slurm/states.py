@@ -27,6 +27,7 @@ class JobState(str, Enum):
     REQUEUED = "REQUEUED"
     SUSPENDED = "SUSPENDED"
     UNKNOWN = "UNKNOWN"
+    GONE = "GONE"  # benchctl's own: the scheduler no longer knows the job (purged, or another cluster's)
 
     @property
     def is_final(self) -> bool:
@@ -45,7 +46,7 @@ class JobState(str, Enum):
 
 FINAL_STATES = frozenset(
     {JobState.COMPLETED, JobState.FAILED, JobState.CANCELLED, JobState.TIMEOUT, JobState.OUT_OF_MEMORY,
-     JobState.NODE_FAIL}
+     JobState.NODE_FAIL, JobState.GONE}
 )
 
 # Long names as squeue %T / sacct State print them, and the compact codes of squeue %t.

@@ -92,10 +92,28 @@ _bc_http_ok() {
     head -n 1 <&3 | grep -q ' 200 '
   fi
 }
+# The answer must come from THIS job's service: another job (or user) on the node may hold the port, and
+# its server would answer the health check. Ready = a process of this job's service tree listens on $PORT.
+_bc_owns_port() {
+  local out p
+  out=$(ss -H -ltnp "sport = :$PORT" 2>/dev/null) || return 0  # no usable ss here: cannot tell, trust
+  for p in $(printf '%s\n' "$out" | grep -o 'pid=[0-9]*' | cut -d= -f2); do
+    while [ -n "$p" ] && [ "$p" -gt 1 ]; do
+      [ "$p" = "$SVC_PID" ] && return 0
+      p=$(sed 's/.*) //' "/proc/$p/stat" 2>/dev/null | cut -d' ' -f2)
+    done
+  done
+  return 1
+}
 (
+  warned=
   for _ in $(seq 1 120); do
     kill -0 "$SVC_PID" 2>/dev/null || exit 0
-    if _bc_http_ok /health; then echo "BENCHCTL_READY=$(date -u +%Y-%m-%dT%H:%M:%SZ)"; exit 0; fi
+    if _bc_http_ok /health; then
+      if _bc_owns_port; then echo "BENCHCTL_READY=$(date -u +%Y-%m-%dT%H:%M:%SZ)"; exit 0; fi
+      [ -n "$warned" ] || echo "benchctl: port $PORT answers, but not from this job's service: another process holds it" >&2
+      warned=1
+    fi
     sleep 1
   done
   echo "benchctl: service not ready after 120 s" >&2
