@@ -16,8 +16,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from benchctl.commands import CommandError, ExitRepl, Registry, parse_args, split_line
-from benchctl.config import ConfigError, Settings, load_settings, state_dir
-from benchctl.executors import Executor, ExecutorError, make_executor, resolve_executor_name
+from benchctl.config import Settings, load_settings, state_dir
+from benchctl.errors import UserError
+from benchctl.executors import Executor, make_executor, resolve_executor_name
 from benchctl.executors.process import Runner
 from benchctl.jobs import JobTable
 from benchctl.redact import redact
@@ -45,7 +46,7 @@ class App:
             resolve_executor=lambda name: resolve_executor_name(name, self.runner))
         self.ui = ui or Ui()
         self.session_id = datetime.now().strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(2)
-        self.jobs = JobTable(self.home / "state" / "jobs.json")
+        self.jobs = JobTable(self.home / "state" / "jobs.json", runs=self.home / "jobs")
         self.registry = Registry()
         self._executor = executor_obj
         self._templates_dir = templates_dir
@@ -127,7 +128,13 @@ class App:
         if command is None:
             raise CommandError(f"unknown command {argv[0]!r} (try 'help')")
         self.jobs.sync()  # another benchctl session of this user may have started or stopped jobs
+        self.show_notices()
         command.handler(self, parse_args(self, command, argv[1:]))
+
+    def show_notices(self) -> None:
+        """Problems found in the job table (damage, set-aside records, a newer version), each shown once."""
+        for notice in self.jobs.take_notices():
+            self.ui.warn(notice)
 
     def run_line(self, line: str) -> bool:
         """Run one line with the error boundary; returns False when it failed. ExitRepl propagates."""
@@ -139,8 +146,11 @@ class App:
             raise
         except KeyboardInterrupt:
             self.ui.error("cancelled")
-        except (CommandError, ConfigError, ExecutorError) as exc:
+        except UserError as exc:  # commands, services, executors, config, bench kinds: one line
             self.ui.error(str(exc))
+        except OSError as exc:  # a full disk, a folder without permission: say which, as such
+            where = f": {exc.filename}" if exc.filename else ""
+            self.ui.error(f"{exc.strerror or exc}{where}")
         except Exception as exc:  # a bug: full traceback to the log file, one line on screen
             log.exception("command failed: %r", redact(line))
             self.ui.error(f"internal error: {exc.__class__.__name__}: {exc} (details in {log_file()})")

@@ -16,6 +16,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from benchctl.errors import UserError
+
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - exercised on Python 3.10 only
@@ -23,8 +25,20 @@ else:  # pragma: no cover - exercised on Python 3.10 only
 
 PROFILES = ("meluxina", "local")
 
+# Settings whose value is one of a few words (the rest are checked by the type of their default).
+CHOICES: dict[str, tuple[str, ...]] = {
+    "profile": ("auto", *PROFILES),
+    "container.runtime": ("auto", "apptainer", "none"),
+    "network.connect": ("ip", "node", "localhost"),
+}
+# Numbers with a lower bound: (minimum, strictly above it).
+MINIMUM: dict[str, tuple[float, bool]] = {
+    "tunnel.port": (1, False), "slurm.stop_grace": (0, False), "ui.poll_interval": (0, True),
+    "ui.wait_timeout": (0, True), "node.gpus": (0, False), "node.cpus_per_gpu": (1, False),
+}
 
-class ConfigError(ValueError):
+
+class ConfigError(UserError, ValueError):
     """A configuration file or value is unusable; the message names the file and key."""
 
 
@@ -73,14 +87,18 @@ class Settings:
     values: dict[str, Any] = field(default_factory=dict)
     sources: dict[str, str] = field(default_factory=dict)
 
-    def layer(self, data: Mapping[str, Any], source: str, *, strict: bool = True) -> None:
-        """Apply a layer. Unknown keys are an error (a typo should not be silently ignored)."""
+    def layer(self, data: Mapping[str, Any], source: str, *, strict: bool = True, text: str = "") -> None:
+        """Apply a layer. Unknown keys and values of the wrong type or outside their choices are an error
+        naming the source, the key (and its line in ``text``, the file's content, when given)."""
         for key, value in data.items():
+            where = f"{source}{_line_of(text, key)}"
             if strict and key not in self.values:
-                raise ConfigError(f"{source}: unknown setting {key!r}")
+                raise ConfigError(f"{where}: unknown setting {key!r}")
             default = self.values.get(key)
             if default is not None and value is not None and not _same_kind(default, value):
-                raise ConfigError(f"{source}: {key} should be {type(default).__name__}, got {value!r}")
+                raise ConfigError(f"{where}: {key} should be {_kind_name(default)}, got {value!r}")
+            if strict:
+                _check_value(key, value, where)
             self.values[key] = value
             self.sources[key] = source
 
@@ -113,6 +131,44 @@ class Settings:
         return Settings(dict(self.values), dict(self.sources))
 
 
+def _kind_name(value: Any) -> str:
+    return {"str": "text", "int": "a whole number", "float": "a number", "bool": "true or false",
+            "list": "a list"}.get(type(value).__name__, type(value).__name__)
+
+
+def _check_value(key: str, value: Any, where: str) -> None:
+    choices = CHOICES.get(key) or (_executor_choices() if key == "executor" else None)
+    if choices and value not in choices:
+        raise ConfigError(f"{where}: {key} = {value!r}: expected one of {', '.join(choices)}")
+    if isinstance(value, list) and not all(isinstance(v, str) for v in value):
+        raise ConfigError(f"{where}: {key} should be a list of text (paths or names), got {value!r}")
+    if key in MINIMUM and isinstance(value, (int, float)):
+        low, strictly = MINIMUM[key]
+        if value < low or (strictly and value == low):
+            raise ConfigError(f"{where}: {key} = {value!r}: must be {'above' if strictly else 'at least'} {low:g}")
+
+
+def _executor_choices() -> tuple[str, ...]:
+    from benchctl.executors import executor_choices  # the executor registry says what exists
+
+    return executor_choices()
+
+
+def _line_of(text: str, key: str) -> str:
+    """`` line N`` where ``key`` (``section.name``) is set in the TOML text, '' when not found."""
+    if not text:
+        return ""
+    section, _, name = key.rpartition(".")
+    current = ""
+    for number, line in enumerate(text.splitlines(), 1):
+        stripped = line.strip()
+        if stripped.startswith("[") and stripped.endswith("]"):
+            current = stripped.strip("[] ")
+        elif current == section and stripped.split("=", 1)[0].strip() == name and "=" in stripped:
+            return f" line {number}"
+    return ""
+
+
 def _same_kind(default: Any, value: Any) -> bool:
     if isinstance(default, bool) or isinstance(value, bool):
         return isinstance(default, bool) and isinstance(value, bool)
@@ -135,22 +191,35 @@ def load_settings(*, executor: str | None = None, profile: str | None = None,
     settings.layer(_load_toml_text(_packaged("default_config.toml"), "default"), "default", strict=False)
     path = config_path or user_config_path()
     user: dict[str, Any] = {}
+    text = ""
+    named = config_path is None and bool(env.get("BENCHCTL_CONFIG"))
     if path.exists():
         try:
-            user = _load_toml_text(path.read_text(), str(path))
+            text = path.read_bytes().decode("utf-8")
         except OSError as exc:
             raise ConfigError(f"{path}: {exc.strerror}") from None
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start}); a TOML file is UTF-8"
+                              ) from None
+        user = _load_toml_text(text, str(path))
+    elif named:  # a file named explicitly must exist: a typo in the path would silently use the defaults
+        raise ConfigError(f"BENCHCTL_CONFIG={path}: no such file")
     if env.get("BENCHCTL_HOME"):
         user["home"] = env["BENCHCTL_HOME"]
+    # The user file's choice of executor and profile decides the layers below: check those two first.
+    for key in ("executor", "profile"):
+        if key in user:
+            settings.layer({key: user[key]}, f"user {path}", text=text)
     requested = executor or str(user.get("executor", "auto"))
     resolved = resolve_executor(requested)
     chosen = profile or str(user.get("profile", "auto"))
     if chosen == "auto":
         chosen = "local" if resolved == "local" else "meluxina"
     if chosen not in PROFILES:
-        raise ConfigError(f"unknown profile {chosen!r} (choose from {', '.join(PROFILES)})")
+        origin = "option --profile" if profile else f"user {path}{_line_of(text, 'profile')}"
+        raise ConfigError(f"{origin}: unknown profile {chosen!r} (choose from {', '.join(PROFILES)})")
     settings.layer(_load_toml_text(_packaged(f"profiles/{chosen}.toml"), f"profile {chosen}"), f"profile {chosen}")
-    settings.layer(user, f"user {path}")
+    settings.layer(user, f"user {path}", text=text)
     if env.get("BENCHCTL_HOME"):
         settings.sources["home"] = "env BENCHCTL_HOME"
     if profile:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import os
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -29,6 +31,7 @@ def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         monkeypatch.setenv(f"XDG_{kind}_HOME", str(home / f".xdg-{kind.lower()}"))
     monkeypatch.setenv("BENCHCTL_HOME", str(tmp_path / "bc"))
     monkeypatch.setenv("BENCHCTL_CONFIG", str(tmp_path / "config.toml"))
+    (tmp_path / "config.toml").touch()  # named by BENCHCTL_CONFIG, so it must exist (empty: no user settings)
     for var in ("SLURM_JOB_ID", "SBATCH_ACCOUNT", "SLURM_ACCOUNT"):
         monkeypatch.delenv(var, raising=False)
     return tmp_path
@@ -39,6 +42,29 @@ def fixed_env(monkeypatch: pytest.MonkeyPatch) -> None:
     """Everything a rendered script depends on, fixed (the paths need not exist: rendering creates nothing)."""
     monkeypatch.setenv("BENCHCTL_HOME", "/home/u/benchctl")
     monkeypatch.setenv("USER", "u")
+
+
+@pytest.fixture
+def full_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 256 KiB tmpfs, filled up."""
+    mount = tmp_path / "small"
+    mount.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mount)],
+                      capture_output=True).returncode != 0:
+        pytest.skip("cannot mount a tmpfs here (needs root)")
+    try:
+        (mount / "results").mkdir()
+        fd = os.open(mount / "filler", os.O_WRONLY | os.O_CREAT)
+        try:
+            while os.write(fd, b"x" * 4096):
+                pass
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], capture_output=True)
 
 
 def string_ui(width: int = 120) -> tuple[Ui, io.StringIO]:

@@ -168,8 +168,38 @@ def test_bad_toml(user_file: Path, text: str) -> None:
 
 
 def test_unreadable_user_file(user_file: Path) -> None:
+    user_file.unlink()
     user_file.mkdir()  # exists but cannot be read as a file
     with pytest.raises(ConfigError, match=str(user_file)):
+        load_settings(executor="slurm")
+
+
+@pytest.mark.parametrize(("text", "needle"), [
+    ('executor = "k8s"\n', "line 1: executor = 'k8s': expected one of auto, slurm, local"),
+    ("executor = 5\n", "line 1: executor should be text, got 5"),
+    ('profile = "lumi"\n', "line 1: profile = 'lumi': expected one of auto, meluxina, local"),
+    ('\n[container]\nbinds = [1, 2]\n', "line 3: container.binds should be a list of text"),
+    ('[container]\nruntime = "docker"\n', "container.runtime = 'docker': expected one of auto, apptainer, none"),
+    ("[tunnel]\nport = 0\n", "line 2: tunnel.port = 0: must be at least 1"),
+    ('[network]\nconnect = "wifi"\n', "expected one of ip, node, localhost"),
+])
+def test_every_value_is_checked_with_file_key_line_and_choices(user_file: Path, text: str, needle: str) -> None:
+    write(user_file, text)
+    with pytest.raises(ConfigError) as info:
+        load_settings()
+    assert str(user_file) in str(info.value) and needle in str(info.value), str(info.value)
+
+
+def test_non_utf8_config_is_one_line(user_file: Path) -> None:
+    user_file.write_bytes(b'[slurm]\naccount = "p\xff"\n')
+    with pytest.raises(ConfigError, match="not UTF-8") as info:
+        load_settings(executor="slurm")
+    assert str(user_file) in str(info.value)
+
+
+def test_a_named_config_that_does_not_exist_is_an_error(user_file: Path) -> None:
+    user_file.unlink()
+    with pytest.raises(ConfigError, match=f"BENCHCTL_CONFIG={user_file}: no such file"):
         load_settings(executor="slurm")
 
 
@@ -281,7 +311,7 @@ def test_layer_unknown_and_wrong_type() -> None:
     s.layer({"a": 1, "b": "x"}, "default", strict=False)
     with pytest.raises(ConfigError, match=r"recipe r\.yaml: unknown setting 'c'"):
         s.layer({"c": 1}, "recipe r.yaml")
-    with pytest.raises(ConfigError, match="b should be str"):
+    with pytest.raises(ConfigError, match="b should be text"):
         s.layer({"b": 3}, "option")
     s.layer({"a": 2.5}, "option")
     assert (s.get("a"), s.sources["a"]) == (2.5, "option")

@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
+from benchctl.errors import UserError
 from benchctl.options import Complete, Option, path
 
 if TYPE_CHECKING:
@@ -26,7 +27,7 @@ if TYPE_CHECKING:
     from benchctl.services.base import SlurmServer
 
 
-class BenchError(RuntimeError):
+class BenchError(UserError, RuntimeError):
     """A benchmark could not run or finish for a reason the user should read (one line)."""
 
 

@@ -14,6 +14,7 @@ schema back into a ``RunResult``; ``iter_runs`` walks the index without opening 
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
 import secrets
@@ -219,15 +220,20 @@ class RunWriter:
         # every FLUSH_EVERY seconds (and at the end of every point), so a killed run keeps its records.
         self._requests: IO[str] = (self.dir / "requests.jsonl").open("a", buffering=1 << 16)
         self._flushed = time.monotonic()
+        self.write_error: OSError | None = None  # the first failed write of requests.jsonl (a full disk)
+        self.index_error: OSError | None = None  # the run could not be added to results/index.jsonl
 
     FLUSH_EVERY = 1.0
 
     def request(self, record: Mapping[str, Any]) -> None:
         line = json.dumps(record, separators=(",", ":"))
         with self._lock:
-            if self._requests.closed:
+            if self._requests.closed or self.write_error:
                 return
-            self._requests.write(line + "\n")
+            try:
+                self._requests.write(line + "\n")
+            except OSError as exc:  # a full disk must not stop the measurement: the records are lost, said later
+                self.write_error = exc
         self.flush_if_due()
 
     def flush_if_due(self) -> None:
@@ -236,8 +242,11 @@ class RunWriter:
 
     def flush(self) -> None:
         with self._lock:
-            if not self._requests.closed:
-                self._requests.flush()
+            if not self._requests.closed and not self.write_error:
+                try:
+                    self._requests.flush()
+                except OSError as exc:
+                    self.write_error = exc
             self._flushed = time.monotonic()
 
     def stamp(self, result: RunResult) -> RunResult:
@@ -257,31 +266,56 @@ class RunWriter:
                                     client_health=dict(client_health), errors=dict(errors), extra=dict(extra or {})))
 
     def finish(self, result: RunResult, *, extra_output: Path | None = None) -> Path:
-        """Write run.json (+ summary.csv of the points, + a copy at ``extra_output``) and index the run."""
+        """Write run.json (+ summary.csv of the points, + a copy at ``extra_output``) and index the run.
+        Every file is written whole or not at all (temp file + rename): OSError (a full disk) leaves no torn
+        run.json behind."""
         with self._lock:
-            self._requests.close()
+            try:
+                self._requests.close()
+            except OSError as exc:
+                self.write_error = self.write_error or exc
         if not result.run_id:
             self.stamp(result)
+        if self.write_error is not None:
+            result.extra["requests_incomplete"] = f"{self.write_error.strerror}: requests.jsonl is incomplete"
         text = json.dumps(result.to_dict(), indent=1, default=str)
         path = self.dir / "run.json"
-        path.write_text(text)
+        _write_atomic(path, text)
         if extra_output is not None:
             extra_output.parent.mkdir(parents=True, exist_ok=True)
-            extra_output.write_text(text)
+            _write_atomic(extra_output, text)
         if result.points:
             flat = [_flatten(p.to_dict()) for p in result.points]
             fields = list(dict.fromkeys(k for row in flat for k in row))
-            with (self.dir / "summary.csv").open("w", newline="") as fh:
-                writer = csv.DictWriter(fh, fieldnames=fields)
-                writer.writeheader()
-                writer.writerows(flat)
+            buf = io.StringIO()
+            writer = csv.DictWriter(buf, fieldnames=fields)
+            writer.writeheader()
+            writer.writerows(flat)
+            _write_atomic(self.dir / "summary.csv", buf.getvalue())
         index = {"run_id": self.run_id, "kind": result.kind, "started_at": result.started_at,
                  "service": result.service.get("name"), "dir": str(self.dir)}
-        with (self.root / "index.jsonl").open("a") as fh:
-            fh.write(json.dumps(index) + "\n")
+        try:
+            with (self.root / "index.jsonl").open("a") as fh:
+                fh.write(json.dumps(index) + "\n")
+        except OSError as exc:  # the run is saved; only the listing misses it
+            self.index_error = exc
         os.chmod(path, 0o644)
         result.path = path
         return path
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    """``path`` gets all of ``text`` or keeps what it had: no half-written file on a full disk."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with tmp.open("w") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def _flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:

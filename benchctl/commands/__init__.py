@@ -12,13 +12,14 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from benchctl.errors import UserError
 from benchctl.options import Complete, Option, OptionError, find_option, suggest
 
 if TYPE_CHECKING:
     from benchctl.app import App
 
 
-class CommandError(Exception):
+class CommandError(UserError):
     """Expected, user-facing failure: the message is shown, the shell goes on."""
 
 

@@ -145,7 +145,10 @@ def cmd_bench(app: App, args: ParsedArgs) -> None:
         target = kind.direct_target(config) if cls is None else service_target(app, cls.name, args)
     except BenchError as exc:
         raise CommandError(str(exc)) from None
-    writer = RunWriter(app.home, kind.name, target.name)
+    try:
+        writer = RunWriter(app.home, kind.name, target.name)
+    except OSError as exc:
+        raise CommandError(f"cannot write results: {exc.strerror}: {exc.filename}") from None
     interrupted: BaseException | None = None
     try:
         with app.ui.status(f"bench {target.name}: starting…") as status:
@@ -155,9 +158,19 @@ def cmd_bench(app: App, args: ParsedArgs) -> None:
     except PartialRun as exc:  # Ctrl-C / SIGTERM / a failure mid-run: keep and show what was measured
         result, interrupted = exc.result, exc.cause
     output = Path(args.get("output")).expanduser() if args.get("output") else None
-    path = writer.finish(result, extra_output=output)
+    try:
+        path = writer.finish(result, extra_output=output)
+    except OSError as exc:  # a full disk: what was measured is still shown, and the failure said as such
+        app.ui.renderable(kind.summary_view(result))
+        raise CommandError(f"results not saved: {exc.strerror}: {exc.filename or writer.dir} (the summary above "
+                           "is all that is left of this run)") from None
     app.ui.renderable(kind.summary_view(result))
     app.ui.info(f"results: {path}" + (f" (and {output})" if output else ""))
+    if writer.index_error is not None:
+        app.ui.warn(f"the run is saved but not listed in {writer.root / 'index.jsonl'}: {writer.index_error.strerror}")
+    if writer.write_error is not None:
+        app.ui.warn(f"per-request records incomplete: {writer.write_error.strerror} "
+                    f"({writer.dir / 'requests.jsonl'})")
     if isinstance(interrupted, BenchError):
         raise CommandError(f"{interrupted} (what was measured until then is saved)")
     if interrupted is not None:

@@ -160,6 +160,9 @@ def follow(app: App, job: Job, path: str) -> None:
     try:
         while True:
             info = files.stat(path)
+            if info is not None and info.size < pos:  # truncated (or replaced): go on from its start
+                app.ui.info("(the log was truncated; following it from its start)")
+                pos = 0
             if info is not None and info.size > pos:
                 try:
                     chunk = files.read_bytes(path, pos)

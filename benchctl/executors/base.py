@@ -8,12 +8,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import ClassVar
 
+from benchctl.errors import UserError
 from benchctl.executors.files import JobFiles, LocalFiles
 from benchctl.executors.process import Runner
 from benchctl.slurm.parse import JobStatus
 
 
-class ExecutorError(RuntimeError):
+class ExecutorError(UserError, RuntimeError):
     """A scheduler action failed; the message is one line fit for the user."""
 
 

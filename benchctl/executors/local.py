@@ -146,8 +146,12 @@ class LocalExecutor(Executor):
                 )
         except OSError as exc:
             raise ExecutorError(f"cannot start {script}: {exc}") from None
-        (jdir / "pid").write_text(str(proc.pid))
-        (jdir / "node").write_text(node)
+        try:
+            (jdir / "pid").write_text(str(proc.pid))
+            (jdir / "node").write_text(node)
+        except OSError as exc:  # a job benchctl cannot find again must not run: stop it at once
+            self._kill_session(proc.pid, signals.SIGKILL)
+            raise ExecutorError(f"cannot record local job {job_id}: {exc.strerror}: {exc.filename}") from None
         with self._lock:
             self._children[job_id] = proc
         return job_id

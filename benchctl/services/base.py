@@ -20,9 +20,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from benchctl.config import Settings
+from benchctl.errors import UserError
 from benchctl.executors.base import Executor, ExecutorError, UnknownJob
 from benchctl.executors.files import JobFiles, tail_lines
-from benchctl.jobs import Job, JobTable
+from benchctl.jobs import Job, JobTable, TableReadOnly
 from benchctl.options import Option
 from benchctl.services.options import COMMON_OPTIONS
 from benchctl.slurm import logparse
@@ -38,7 +39,7 @@ log = logging.getLogger(__name__)
 MAX_QUERY_FAILURES = 5
 
 
-class ServiceError(RuntimeError):
+class ServiceError(UserError, RuntimeError):
     """A service action failed for a reason the user should read (job failed, timeout, ...)."""
 
 
@@ -161,17 +162,33 @@ class SlurmServer(ABC):
         self.prepare_run_dir(values, run_dir)
         script_path = run_dir / "job.sh"
         self.files.write_text(script_path, script, mode=0o700)
+        if self.ctx.jobs.read_only:  # refuse before anything runs that could not be recorded
+            raise ServiceError(f"not submitted: the job table {self.ctx.jobs.path} was {self.ctx.jobs.read_only}")
         try:
             job_id = self.ctx.executor.submit(script_path, cwd=run_dir)
         except ExecutorError as exc:
             raise ExecutorError(f"{exc} (the script is kept at {script_path})") from None
-        self.files.write_text(run_dir / "job.json", json.dumps(
-            {"job_id": job_id, "service": self.name, "values": {k: str(v) for k, v in values.items()}}, indent=1))
         job = Job(id=job_id, service=self.name, executor=self.ctx.executor.name, script_path=str(script_path),
                   out_path=str(run_dir / f"slurm-{job_id}.out"), err_path=str(run_dir / f"slurm-{job_id}.err"),
                   run_dir=str(run_dir),
                   options={k: option_text(v) for k, v in values.items() if v is not None})
-        self.ctx.jobs.add(job)
+        try:
+            self.ctx.jobs.add(job)
+        except (OSError, TableReadOnly) as exc:
+            # A job nobody can see or stop must not run: cancel it, then say why.
+            why = f"{exc.strerror}: {exc.filename}" if isinstance(exc, OSError) and exc.strerror else str(exc)
+            try:
+                self.ctx.executor.cancel(job_id)
+                fate = "it was cancelled so that nothing runs untracked"
+            except ExecutorError as cancel_error:
+                fate = f"cancel it yourself (scancel {job_id}): {cancel_error}"
+            raise ServiceError(f"job {job_id} was submitted but cannot be recorded ({why}); {fate}") from None
+        try:  # a copy beside the job, from which a damaged table is recovered
+            self.files.write_text(run_dir / "job.json", json.dumps(
+                {"job_id": job_id, "service": self.name, "executor": self.ctx.executor.name,
+                 "values": {k: str(v) for k, v in values.items()}}, indent=1))
+        except OSError as exc:
+            log.warning("job.json of %s not written: %s", job_id, exc)
         return job
 
     # ---- track / ready -----------------------------------------------------------------------

@@ -4,6 +4,7 @@ Slurm does not know inside `stop all`. The daemons are stopped and started by sc
 
 from __future__ import annotations
 
+import os
 import subprocess
 import time
 from collections.abc import Iterator
@@ -14,6 +15,7 @@ import pytest
 from benchctl.jobs import Job
 from benchctl.slurm.states import JobState
 from tests.conftest import REPO
+from tests.integration.conftest import sacct_state
 
 pytestmark = pytest.mark.slurm
 SCRIPT = str(REPO / "scripts" / "local-slurm.sh")
@@ -84,3 +86,20 @@ def test_stop_all_stops_the_real_jobs_despite_an_unknown_id(slurm_app) -> None: 
     assert app.jobs.get("987654").state is JobState.GONE
     assert app.jobs.get(real.id).state.is_final
     assert app.run_line("forget 987654") and app.jobs.get("987654") is None
+
+
+def test_a_job_that_cannot_be_recorded_is_cancelled(slurm_app, full_disk: Path) -> None:  # type: ignore[no-untyped-def]
+    home = Path(os.environ["BENCHCTL_HOME"])
+    home.mkdir(parents=True, exist_ok=True)
+    (full_disk / "state").mkdir(exist_ok=True)
+    os.symlink(full_disk / "state", home / "state")  # the job table on a full disk, the jobs folder elsewhere
+    app = slurm_app()
+    assert not app.run_line("start llm-sim")
+    text = out(app)
+    assert "was submitted but cannot be recorded (No space left on device" in text, text
+    assert "it was cancelled so that nothing runs untracked" in text
+    job_id = text.split("job ", 1)[1].split()[0]
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not sacct_state(job_id).startswith("CANCELLED"):
+        time.sleep(1)
+    assert sacct_state(job_id).startswith("CANCELLED")
