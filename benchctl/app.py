@@ -19,6 +19,7 @@ from benchctl.commands import CommandError, ExitRepl, Registry, parse_args, spli
 from benchctl.config import Settings, load_settings, state_dir
 from benchctl.errors import UserError
 from benchctl.executors import Executor, make_executor, resolve_executor_name
+from benchctl.executors.files import private_mkdir
 from benchctl.executors.process import Runner
 from benchctl.jobs import JobTable
 from benchctl.redact import redact
@@ -195,7 +196,8 @@ def setup_logging(level: int = logging.INFO) -> None:
     """benchctl's own log (tracebacks go here, never to the screen). Tolerates an unwritable state dir."""
     path = log_file()
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        private_mkdir(path.parent)
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600))  # created private
         handler: logging.Handler = logging.FileHandler(path)
     except OSError:
         handler = logging.NullHandler()

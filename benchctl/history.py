@@ -7,6 +7,7 @@ from pathlib import Path
 
 from prompt_toolkit.history import FileHistory, History, InMemoryHistory
 
+from benchctl.executors.files import private_mkdir
 from benchctl.redact import has_secret
 
 log = logging.getLogger(__name__)
@@ -16,7 +17,7 @@ class RedactingFileHistory(FileHistory):
     """FileHistory that skips secret-bearing lines (kept in memory for this session's up-arrow only)."""
 
     def __init__(self, filename: Path) -> None:
-        filename.parent.mkdir(parents=True, exist_ok=True)  # a missing dir breaks every accepted line
+        private_mkdir(filename.parent)  # a missing dir breaks every accepted line
         if not filename.exists():
             filename.touch(mode=0o600)
         super().__init__(str(filename))

@@ -27,6 +27,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from benchctl.executors.files import private_mkdir
 from benchctl.slurm.states import JobState
 
 log = logging.getLogger(__name__)
@@ -272,7 +273,7 @@ class JobTable:
     @contextlib.contextmanager
     def _file_lock(self) -> Iterator[None]:
         assert self.path is not None
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        private_mkdir(self.path.parent)
         fd = os.open(self.path.with_name(self.path.name + ".lock"), os.O_RDWR | os.O_CREAT, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)

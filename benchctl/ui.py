@@ -20,6 +20,7 @@ from typing import Any
 from rich.console import Console, Group, RenderableType
 from rich.text import Text
 
+from benchctl.executors.files import private_mkdir
 from benchctl.redact import redact
 
 
@@ -39,7 +40,7 @@ class Transcript:
         return self.console.export_text(clear=False)
 
     def save(self, path: Path, *, html: bool = False) -> Path:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        private_mkdir(path.parent)
         content = self.console.export_html(clear=False) if html else self.console.export_text(clear=False)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as fh:

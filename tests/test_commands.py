@@ -148,7 +148,7 @@ def test_dry_run_prints_script_and_submits_nothing(app: App, fake_slurm: FakeSlu
 def test_start_submits_and_tracks_pending_job(app: App, fake_slurm: FakeSlurm) -> None:
     assert app.run_line("start chroma")
     [call] = sbatch_calls(fake_slurm)
-    assert call[1] == "--parsable"
+    assert call[1:3] == ("--export=ALL", "--parsable")  # the job gets this environment (its key too)
     assert call[-1].endswith("job.sh")
     job = app.jobs.get("100")
     assert job is not None

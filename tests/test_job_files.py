@@ -8,7 +8,7 @@ nothing on this machine and these tests would fail.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import ClassVar
 
@@ -43,7 +43,7 @@ class MemoryExecutor(Executor):
     def create(cls, runner: Runner, state_dir: Path) -> MemoryExecutor:
         return cls()
 
-    def submit(self, script: Path, *, cwd: Path) -> str:
+    def submit(self, script: Path, *, cwd: Path, env: Mapping[str, str] | None = None) -> str:
         assert self.files.is_file(script), "the script must be written through JobFiles"
         job_id = str(700 + len(self.submitted))
         self.submitted.append(str(script))

@@ -46,10 +46,11 @@ GOLDEN: dict[str, tuple[str, dict[str, str], dict[str, Any]]] = {
 # ---- a client that timestamps every line as it arrives -------------------------------------------------
 
 
-def post_stream(url: str, body: dict[str, Any]) -> tuple[int, list[tuple[float, str]], float, str]:
+def post_stream(url: str, body: dict[str, Any], headers: dict[str, str] | None = None,
+                ) -> tuple[int, list[tuple[float, str]], float, str]:
     """POST and read the body line by line: (status, [(seconds since send, line)], t0, error or "")."""
     async def go() -> tuple[int, list[tuple[float, str]], float, str]:
-        async with aiohttp.ClientSession() as session:
+        async with aiohttp.ClientSession(headers=headers) as session:
             t0 = time.perf_counter()
             async with session.post(url, json=body) as resp:
                 lines: list[tuple[float, str]] = []
@@ -339,8 +340,9 @@ def test_script_shape(tmp_path: Path) -> None:
     assert f"export PATH={HOST_BIN_DIR}:" in none
     assert ('python3 -u -m benchctl.llmsim --host 0.0.0.0 --port "$PORT" --model="$MODEL" --ttft-ms 50 '
             "--itl-ms 10 --output-tokens 128 --tokens-per-chunk 1 --max-concurrency 256 --error-rate 0 "
-            "--disconnect-rate 0 &") in none
+            "--disconnect-rate 0 --api-key-env BENCHCTL_API_KEY &") in none  # the job's own key, by name
     assert "_bc_http_ok /health" in none
+    assert "--api-key-env" not in render(tmp_path, "none", options={"no_auth": True})
     fallback = render(tmp_path, "apptainer")
     assert f"export PATH={HOST_BIN_DIR}:" in fallback and "apptainer exec" not in fallback
     assert "no llm-sim image is configured" in fallback
@@ -385,9 +387,9 @@ def test_local_job_serves_completions(tmp_path: Path) -> None:
         assert job.state is JobState.RUNNING and job.ready
         endpoint = service.endpoint(job)
         assert endpoint is not None
-        status, lines, _, _ = post_stream(endpoint.url + "/v1/completions",
-                                          {"model": "sim-e2e", "prompt": "hello", "stream": True,
-                                           "stream_options": {"include_usage": True}})
+        body = {"model": "sim-e2e", "prompt": "hello", "stream": True, "stream_options": {"include_usage": True}}
+        assert post_stream(endpoint.url + "/v1/completions", body)[0] == 401  # the job's key is required
+        status, lines, _, _ = post_stream(endpoint.url + "/v1/completions", body, service.credentials(job))
         assert status == 200
         events = [e for _, e in sse(lines)]
         assert events[-1] == "[DONE]" and events[-2]["usage"]["completion_tokens"] == 4

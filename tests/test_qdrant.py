@@ -229,9 +229,16 @@ def test_script_names_the_variable_and_never_holds_the_key(tmp_path: Path, runti
 
 @pytest.mark.parametrize("runtime", sorted(RUNTIMES))
 def test_without_a_key_an_inherited_qdrant_key_is_dropped(tmp_path: Path, runtime: str) -> None:
-    script = render(tmp_path, runtime)
+    script = render(tmp_path, runtime, {"no_auth": True})
     assert "\nunset QDRANT__SERVICE__API_KEY\n" in script
     assert "QDRANT__SERVICE__API_KEY=" not in script
+
+
+@pytest.mark.parametrize("runtime", sorted(RUNTIMES))
+def test_by_default_the_job_gets_a_key_of_its_own_from_its_environment(tmp_path: Path, runtime: str) -> None:
+    script = render(tmp_path, runtime)
+    assert 'export QDRANT__SERVICE__API_KEY="$BENCHCTL_API_KEY"' in script
+    assert ': "${BENCHCTL_API_KEY:?' in script  # no key in the environment: the job fails loudly
 
 
 @pytest.mark.skipif(BASH is None, reason="bash not installed")

@@ -38,7 +38,7 @@ def test_submit_parses_parsable_output_and_strips_allocation_env(tmp_path: Path,
     monkeypatch.setenv("SBATCH_PARTITION", "wrong")
     runner = Scripted({"sbatch": (0, "3609965;meluxina\n", "")})
     assert SlurmExecutor(runner).submit(tmp_path / "job.sh", cwd=tmp_path) == "3609965"
-    assert runner.calls[0][:2] == ("sbatch", "--parsable")
+    assert runner.calls[0][:3] == ("sbatch", "--export=ALL", "--parsable")
     env = runner.envs[0]
     assert env is not None and "SLURM_JOB_ID" not in env and "SBATCH_PARTITION" not in env and "PATH" in env
 

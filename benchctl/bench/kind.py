@@ -65,6 +65,7 @@ class BenchTarget:
     job: Job | None = None
     service: SlurmServer | None = None
     record: dict[str, Any] = field(default_factory=dict)  # the run's "service" block
+    headers: dict[str, str] = field(default_factory=dict, repr=False)  # credentials: never recorded
 
 
 def field_default(cls: type, name: str) -> Any:

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from benchctl import __version__
+from benchctl.executors.files import private_mkdir
 
 SCHEMA_VERSION = 1
 # The envelope's own keys, in the order run.json has them after the kind's extra top-level keys.
@@ -213,12 +214,13 @@ class RunWriter:
         self.kind = kind
         self.root = home / "results"
         self.dir = self.root / self.run_id
-        self.dir.mkdir(parents=True, exist_ok=True)
+        private_mkdir(self.dir)
         self.started_at = now_iso()
         self._lock = threading.Lock()
         # Buffered: one write per request would cost a system call on the measuring loop. Flushed at least
         # every FLUSH_EVERY seconds (and at the end of every point), so a killed run keeps its records.
-        self._requests: IO[str] = (self.dir / "requests.jsonl").open("a", buffering=1 << 16)
+        fd = os.open(self.dir / "requests.jsonl", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        self._requests: IO[str] = os.fdopen(fd, "a", buffering=1 << 16)
         self._flushed = time.monotonic()
         self.write_error: OSError | None = None  # the first failed write of requests.jsonl (a full disk)
         self.index_error: OSError | None = None  # the run could not be added to results/index.jsonl
@@ -280,7 +282,7 @@ class RunWriter:
             result.extra["requests_incomplete"] = f"{self.write_error.strerror}: requests.jsonl is incomplete"
         text = json.dumps(result.to_dict(), indent=1, default=str)
         path = self.dir / "run.json"
-        _write_atomic(path, text)
+        _write_atomic(path, text)  # 0600, in a 0700 folder
         if extra_output is not None:
             extra_output.parent.mkdir(parents=True, exist_ok=True)
             _write_atomic(extra_output, text)
@@ -299,7 +301,6 @@ class RunWriter:
                 fh.write(json.dumps(index) + "\n")
         except OSError as exc:  # the run is saved; only the listing misses it
             self.index_error = exc
-        os.chmod(path, 0o644)
         result.path = path
         return path
 
@@ -308,7 +309,7 @@ def _write_atomic(path: Path, text: str) -> None:
     """``path`` gets all of ``text`` or keeps what it had: no half-written file on a full disk."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        with tmp.open("w") as fh:
+        with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as fh:
             fh.write(text)
             fh.flush()
             os.fsync(fh.fileno())

@@ -109,7 +109,8 @@ def service_target(app: App, name: str, args: ParsedArgs) -> BenchTarget:
     record = {"name": name, "job_id": job.id, "nodes": job.host or job.nodes, "endpoint": endpoint.url,
               "image": job.options.get("image", ""), "runtime": job.options.get("runtime", ""),
               "model": job.options.get("model", ""), "options": dict(job.options)}
-    return BenchTarget(name=name, url=endpoint.url, job=job, service=service, record=record)
+    return BenchTarget(name=name, url=endpoint.url, job=job, service=service, record=record,
+                       headers=service.credentials(job))
 
 
 class UiProgress:

@@ -90,6 +90,8 @@ def describe(app: App, job: Job, *, cached: bool = False) -> None:
     app.ui.print(head)
     for label, value in service.details(job):
         app.ui.text(f"  {label + ':':<7} {value}")
+    if isinstance(service, Server) and not job.state.is_final:
+        app.ui.text(f"  {'auth:':<7} {service.auth_line(job)}")
     if job.executor != app.executor_name:
         app.ui.text(f"  (last seen state: this job belongs to the {job.executor} executor)")
     if job.state.is_final and job.state is not JobState.COMPLETED:

@@ -4,7 +4,7 @@ jobs' files (``files``: a ``JobFiles``)."""
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import ClassVar
 
@@ -45,9 +45,10 @@ class Executor(ABC):
         return True
 
     @abstractmethod
-    def submit(self, script: Path, *, cwd: Path) -> str:
-        """Submit ``script`` (a path in ``files``); return the job id. Raises ExecutorError with the
-        scheduler's message."""
+    def submit(self, script: Path, *, cwd: Path, env: Mapping[str, str] | None = None) -> str:
+        """Submit ``script`` (a path in ``files``); return the job id. ``env``: variables the job gets on top
+        of the submitting environment (secrets travel this way, never in the script). Raises ExecutorError
+        with the scheduler's message."""
 
     @abstractmethod
     def query(self, job_ids: Sequence[str]) -> dict[str, JobStatus]:

@@ -95,14 +95,14 @@ class LocalFiles(JobFiles):
 
     def write_text(self, path: PathLike, text: str, *, mode: int = 0o600) -> None:
         target = Path(path)
-        target.parent.mkdir(parents=True, exist_ok=True)
+        private_mkdir(target.parent)
         fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
         with os.fdopen(fd, "w") as fh:
             fh.write(text)
         os.chmod(target, mode)  # O_CREAT's mode applies to new files only
 
     def mkdir(self, path: PathLike, *, mode: int = 0o700) -> None:
-        Path(path).mkdir(parents=True, exist_ok=True, mode=mode)
+        private_mkdir(Path(path), mode)
 
     def listdir(self, path: PathLike) -> list[str]:
         try:
@@ -112,6 +112,23 @@ class LocalFiles(JobFiles):
 
     def chmod(self, path: PathLike, mode: int) -> None:
         os.chmod(path, mode)
+
+
+def private_mkdir(path: Path, mode: int = 0o700) -> Path:
+    """Create ``path`` and every missing parent with ``mode`` (Path.mkdir applies it to the last one only):
+    benchctl's folders hold job logs, keys and results that other users of the cluster must not read."""
+    missing = []
+    current = path
+    while not current.exists() and current != current.parent:
+        missing.append(current)
+        current = current.parent
+    for folder in reversed(missing):
+        try:
+            folder.mkdir(mode=mode)
+        except FileExistsError:
+            continue
+        os.chmod(folder, mode)  # mkdir's mode is cut by the umask
+    return path
 
 
 # ---- helpers over any JobFiles ------------------------------------------------------------------------
@@ -154,4 +171,4 @@ def tail_lines(files: JobFiles, path: PathLike | None, n: int) -> list[str]:
     return lines[-n:]
 
 
-__all__ = ["FileInfo", "JobFiles", "LocalFiles", "PathLike", "read_bounded", "tail_lines"]
+__all__ = ["FileInfo", "JobFiles", "LocalFiles", "PathLike", "private_mkdir", "read_bounded", "tail_lines"]

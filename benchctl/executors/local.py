@@ -22,10 +22,11 @@ import socket
 import subprocess
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from benchctl.executors.base import Executor, ExecutorError, UnknownJob
+from benchctl.executors.files import private_mkdir
 from benchctl.executors.process import Runner
 from benchctl.slurm.parse import JobStatus
 from benchctl.slurm.states import JobState
@@ -104,7 +105,7 @@ class LocalExecutor(Executor):
         self._lock = threading.Lock()  # the poller thread and commands both reap children
 
     def _next_id(self) -> str:
-        self.state_dir.mkdir(parents=True, exist_ok=True)
+        private_mkdir(self.state_dir)
         for n in itertools.count(1):
             try:
                 (self.state_dir / f"local-{n}").mkdir()
@@ -113,7 +114,7 @@ class LocalExecutor(Executor):
             return f"local-{n}"
         raise AssertionError("unreachable")
 
-    def submit(self, script: Path, *, cwd: Path) -> str:
+    def submit(self, script: Path, *, cwd: Path, env: Mapping[str, str] | None = None) -> str:
         try:
             text = script.read_text()
         except OSError as exc:
@@ -128,16 +129,17 @@ class LocalExecutor(Executor):
         name = opts.get("job-name", script.stem)
         out = Path(cwd, expand_pattern(opts.get("output", "slurm-%j.out"), job_id, name, node))
         err = Path(cwd, expand_pattern(opts["error"], job_id, name, node)) if "error" in opts else out
-        env = dict(os.environ)
+        extra, env = env or {}, dict(os.environ)
         env.update({
             "SLURM_JOB_ID": job_id, "SLURM_JOBID": job_id, "SLURM_JOB_NAME": name, "SLURM_JOB_NODELIST": node,
             "SLURM_NODELIST": node, "SLURMD_NODENAME": node, "SLURM_NNODES": "1", "SLURM_JOB_NUM_NODES": "1",
             "SLURM_SUBMIT_DIR": str(cwd), "SLURM_CPUS_ON_NODE": str(os.cpu_count() or 1),
             "BENCHCTL_EXECUTOR": "local",
+            **extra,
         })
         jdir = self.state_dir / job_id
         try:
-            out.parent.mkdir(parents=True, exist_ok=True)
+            private_mkdir(out.parent)
             with out.open("ab") as out_fh, err.open("ab") as err_fh:
                 proc = subprocess.Popen(
                     ["/bin/sh", "-c", _WRAPPER, "benchctl-local", str(limit), str(script), str(jdir / "rc")],

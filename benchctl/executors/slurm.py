@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from benchctl.executors.base import Executor, ExecutorError, UnknownJob
@@ -76,9 +76,11 @@ class SlurmExecutor(Executor):
             raise ExecutorError("cannot query Slurm: the controller (slurmctld) does not answer (scontrol ping: "
                                 "DOWN)")
 
-    def submit(self, script: Path, *, cwd: Path) -> str:
+    def submit(self, script: Path, *, cwd: Path, env: Mapping[str, str] | None = None) -> str:
         self._check_controller()
-        res = self._run(["sbatch", "--parsable", str(script)], env=submission_env(), cwd=str(cwd))
+        # sbatch passes its environment to the job (--export=ALL, Slurm's default): the job's secrets too.
+        res = self._run(["sbatch", "--export=ALL", "--parsable", str(script)], env={**submission_env(), **(env or {})},
+                        cwd=str(cwd))
         if not res.ok:
             down = self._controller_error("sbatch", res.error_text())
             raise down or ExecutorError(f"sbatch failed: {res.error_text()}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import signal
 import socket
 import threading
@@ -81,14 +82,22 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, SimCo
     p.add_argument("--error-rate", type=rate, default=0.0, help="fraction of requests answered HTTP 500")
     p.add_argument("--disconnect-rate", type=rate, default=0.0, help="fraction of streams cut mid-way")
     p.add_argument("--seed", type=int, default=None, help="seed of the fault draws")
+    p.add_argument("--api-key-env", default="", metavar="VAR",
+                   help="require 'Authorization: Bearer KEY' on the serving routes, KEY read from this variable "
+                        "(never from the command line: every user on the node can read a process's arguments)")
     p.add_argument("--truth-log", default="", metavar="FILE",
                    help="append each finished request's truth (id + llmsim object) to this JSONL file")
     args = p.parse_args(argv)
+    api_key = ""
+    if args.api_key_env:
+        api_key = os.environ.get(args.api_key_env, "")
+        if not api_key:
+            p.error(f"--api-key-env {args.api_key_env}: that variable is not set (or empty)")
     try:
         cfg = SimConfig(model=args.model, ttft_ms=args.ttft_ms, itl_ms=args.itl_ms, output_tokens=args.output_tokens,
                         tokens_per_chunk=args.tokens_per_chunk, max_concurrency=args.max_concurrency,
                         error_rate=args.error_rate, disconnect_rate=args.disconnect_rate, seed=args.seed,
-                        truth_log=args.truth_log)
+                        truth_log=args.truth_log, api_key=api_key)
     except ValueError as exc:
         p.error(str(exc))
     return args, cfg
@@ -112,6 +121,8 @@ async def serve(cfg: SimConfig, host: str, port: int) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     args, cfg = parse_args(argv)
-    print("llmsim: settings " + ", ".join(f"{k}={v}" for k, v in vars(cfg).items()), flush=True)
+    # The key itself never reaches the log: only whether one is required.
+    shown = {k: ("required" if v else "none") if k == "api_key" else v for k, v in vars(cfg).items()}
+    print("llmsim: settings " + ", ".join(f"{k}={v}" for k, v in shown.items()), flush=True)
     aio.run(serve(cfg, args.host, args.port))
     print("llmsim: stopped", flush=True)

@@ -35,6 +35,7 @@ class SimConfig:
     disconnect_rate: float = 0.0
     seed: int | None = None
     truth_log: str = ""  # also append every finished request's truth ({"id", "llmsim"}) to this JSONL file
+    api_key: str = ""  # when set, /v1/* and the Ollama generate/chat/tags routes need "Authorization: Bearer KEY"
 
     def __post_init__(self) -> None:
         if self.ttft_ms < 0 or self.itl_ms < 0:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 import json
 import random
 import time
@@ -26,6 +28,8 @@ from benchctl.llmsim.model import (
     count_words,
     positive_int,
 )
+
+GUARDED = ("/v1", "/api/generate", "/api/chat", "/api/tags")
 
 
 class _Arrivals(web.RequestHandler):
@@ -91,9 +95,21 @@ class Simulator:
         routes = self.routes()
         paths = {path for _, path in routes}
 
+        key = hashlib.sha256(self.cfg.api_key.encode()).digest() if self.cfg.api_key else b""
+
+        def allowed(request: web.BaseRequest) -> bool:
+            # As vLLM guards its API: the serving routes need the key; /health, /metrics, /tokenize and
+            # /api/version do not (probes and scrapers).
+            if not key or not request.path.startswith(GUARDED):
+                return True
+            scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+            return scheme.lower() == "bearer" and hmac.compare_digest(hashlib.sha256(token.encode()).digest(), key)
+
         async def dispatch(request: web.BaseRequest) -> web.StreamResponse:
             await request.read()  # the whole request is here: its arrival stamp is taken, and consumed
             arrival = arrival_of(request)
+            if not allowed(request):
+                return web.json_response({"error": "Unauthorized"}, status=401)
             handler = routes.get((request.method, request.path))
             if handler is None:
                 status = 405 if request.path in paths else 404

@@ -25,7 +25,7 @@ from benchctl.executors.base import Executor, ExecutorError, UnknownJob
 from benchctl.executors.files import JobFiles, tail_lines
 from benchctl.jobs import Job, JobTable, TableReadOnly
 from benchctl.options import Option
-from benchctl.services.options import COMMON_OPTIONS
+from benchctl.services.options import COMMON_OPTIONS, NO_AUTH
 from benchctl.slurm import logparse
 from benchctl.slurm.states import JobState
 from benchctl.tracking import read_log_info, refresh_jobs
@@ -37,6 +37,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MAX_QUERY_FAILURES = 5
+CREDENTIALS = "credentials.json"  # in the job's run folder, 0600: the key benchctl gave the job
+KEY_VARIABLE = "BENCHCTL_API_KEY"  # how the key reaches the job: its environment, never the script
 
 
 class ServiceError(UserError, RuntimeError):
@@ -82,6 +84,11 @@ class SlurmServer(ABC):
     shown_options: ClassVar[tuple[str, ...]] = ()
     # How often wait_ready polls at most; batch runs that take hours override it.
     max_poll_interval: ClassVar[float] = 5.0
+    # How the service admits its owner only: "bearer" (Authorization: Bearer KEY), "api-key" (an api-key
+    # header), or "" (it has no authentication: anyone on the cluster who finds the port gets in).
+    auth: ClassVar[str] = ""
+    # Said by `check` for a service without authentication (what the user should know about that).
+    no_auth_note: ClassVar[str] = "it has no authentication: anyone on the cluster who finds the port can use it"
 
     def __init__(self, ctx: ServiceContext) -> None:
         self.ctx = ctx
@@ -93,7 +100,11 @@ class SlurmServer(ABC):
     # ---- declaration -----------------------------------------------------------------------
     @classmethod
     def start_options(cls) -> tuple[Option, ...]:
-        return COMMON_OPTIONS + cls.extra_options
+        return COMMON_OPTIONS + cls.extra_options + ((NO_AUTH,) if cls.auth else ())
+
+    def auth_on(self, values: Mapping[str, Any]) -> bool:
+        """Whether benchctl gives this job a key of its own (the default where the service supports one)."""
+        return bool(self.auth) and not values.get("no_auth")
 
     def default_cpu_count(self) -> int:
         """CPUs per task when --cpus is not given (GPU services size it from the site profile)."""
@@ -145,6 +156,7 @@ class SlurmServer(ABC):
             "image": image, "sif": str(Path(s.expand("container.sif_dir")) / sif_name),
             "port": int(values["port"]), "ready_timeout": self.ready_timeout,
             "health_path": getattr(self, "health_path", "/"),
+            "auth": self.auth_on(values),  # the job finds its key in $BENCHCTL_API_KEY (never in the script)
         }
 
     def render(self, values: Mapping[str, Any], run_dir: Path) -> str:
@@ -162,10 +174,11 @@ class SlurmServer(ABC):
         self.prepare_run_dir(values, run_dir)
         script_path = run_dir / "job.sh"
         self.files.write_text(script_path, script, mode=0o700)
+        env = self.make_credentials(values, run_dir)
         if self.ctx.jobs.read_only:  # refuse before anything runs that could not be recorded
             raise ServiceError(f"not submitted: the job table {self.ctx.jobs.path} was {self.ctx.jobs.read_only}")
         try:
-            job_id = self.ctx.executor.submit(script_path, cwd=run_dir)
+            job_id = self.ctx.executor.submit(script_path, cwd=run_dir, env=env)
         except ExecutorError as exc:
             raise ExecutorError(f"{exc} (the script is kept at {script_path})") from None
         job = Job(id=job_id, service=self.name, executor=self.ctx.executor.name, script_path=str(script_path),
@@ -190,6 +203,37 @@ class SlurmServer(ABC):
         except OSError as exc:
             log.warning("job.json of %s not written: %s", job_id, exc)
         return job
+
+    # ---- credentials ---------------------------------------------------------------------------
+    def make_credentials(self, values: Mapping[str, Any], run_dir: Path) -> dict[str, str]:
+        """A random key for this job: kept in a 0600 file in its run folder (where `bench` and `check` find
+        it) and handed to the job in its environment. Returns the variables for the job."""
+        if not self.auth_on(values):
+            return {}
+        key = secrets.token_urlsafe(32)
+        self.files.write_text(run_dir / CREDENTIALS, json.dumps({"scheme": self.auth, "key": key}), mode=0o600)
+        return {KEY_VARIABLE: key}
+
+    def credentials(self, job: Job) -> dict[str, str]:
+        """The HTTP headers that admit benchctl to this job's service ({} when it needs none)."""
+        if not self.auth or not job.run_dir:
+            return {}
+        try:
+            data = json.loads(self.files.read_text(Path(job.run_dir) / CREDENTIALS))
+            key, scheme = str(data["key"]), str(data.get("scheme", self.auth))
+        except (OSError, ValueError, KeyError, TypeError):
+            return {}
+        return {"Authorization": f"Bearer {key}"} if scheme == "bearer" else {"api-key": key}
+
+    def auth_line(self, job: Job) -> str:
+        """What `check` says about who can reach the service."""
+        if not self.auth:
+            return f"none — {self.no_auth_note}"
+        if job.options.get("no_auth") == "True":
+            return "off (--no-auth) — anyone on the cluster who finds the port can use it"
+        if self.credentials(job):
+            return f"API key of this job in {Path(job.run_dir) / CREDENTIALS} (0600); bench and check use it"
+        return "the service's own (see its options)"
 
     # ---- track / ready -----------------------------------------------------------------------
     def refresh(self, job: Job) -> Job:

@@ -17,6 +17,10 @@ class Chroma(VectorServer):
     health_path = "/api/v2/heartbeat"
     default_cpus = 4
     ready_timeout = 300
+    # Chroma's server (`chroma run`, Rust, 1.x) has no authentication: its CHROMA_SERVER_AUTHN_* settings are
+    # accepted and ignored (verified on chromadb 1.5.9: a request without a token is answered 200).
+    no_auth_note = ("ChromaDB's server has no authentication: anyone on the cluster who finds the port can read "
+                    "and change its data")
     extra_options: ClassVar[tuple[Option, ...]] = (
         Option("--data-dir", "where chroma keeps its data (default: a new dir under {scratch})", path,
                metavar="DIR", complete=Complete.PATH),

@@ -38,6 +38,7 @@ class LlmSim(LlmServer):
     default_cpus = 2
     ready_timeout = 120
     default_model = "sim"
+    auth = "bearer"  # --api-key-env: guards /v1/* and the Ollama serving routes, as vLLM does
     server_args = ("model", "ttft_ms", "itl_ms", "output_tokens", "max_concurrency", "image", "runtime")
     extra_options: ClassVar[tuple[Option, ...]] = (
         Option("--model", "served model name", default="sim", metavar="NAME"),

@@ -62,6 +62,7 @@ class Ollama(LlmServer):
     default_cpus = 8
     ready_timeout = 600  # bound of the job's own "is the server up" loops (not of the model download)
     default_backend = "ollama"
+    no_auth_note = "Ollama has no authentication: anyone on the cluster who finds the port can use its models"
     server_args = ("model", "parallel", "max_loaded", "image", "runtime")
     extra_options: ClassVar[tuple[Option, ...]] = (
         Option("--model", "model to serve, e.g. llama3.2 or qwen3:4b (pulled when missing)",

@@ -22,6 +22,10 @@ def job_env_name(raw: str) -> str:
 
 PORT = integer(0, 65535)
 
+# Added to the start options of every service that supports authentication.
+NO_AUTH = Option("--no-auth", "serve without an API key (anyone on the cluster who finds the port can use it)",
+                 None)
+
 COMMON_OPTIONS: tuple[Option, ...] = (
     Option("--partition", "Slurm partition (default: slurm.partition_cpu / partition_gpu)", metavar="P"),
     Option("--account", "project account to charge (default: slurm.account)", metavar="ACCOUNT"),
@@ -34,4 +38,4 @@ COMMON_OPTIONS: tuple[Option, ...] = (
     Option("--image", "container image for apptainer (default: sif/images.yaml)", metavar="URI"),
 )
 
-__all__ = ["COMMON_OPTIONS", "PORT", "Complete", "Option", "OptionError", "job_env_name"]
+__all__ = ["COMMON_OPTIONS", "NO_AUTH", "PORT", "Complete", "Option", "OptionError", "job_env_name"]

@@ -10,6 +10,7 @@ submitting shell (sbatch passes that environment to the job), and the script rea
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
@@ -28,6 +29,7 @@ class Qdrant(VectorServer):
     summary = "Qdrant vector database (REST API, optional gRPC)"
     template = "qdrant.sbatch.j2"
     health_path = "/readyz"  # on Qdrant's auth whitelist: answers without the API key
+    auth = "api-key"  # QDRANT__SERVICE__API_KEY; --api-key-env VAR uses a key of the user's instead
     default_cpus = 4
     ready_timeout = 300
     # default_port stays 0 (the job picks a free port) although Qdrant's own default is 6333: compute nodes on
@@ -55,6 +57,16 @@ class Qdrant(VectorServer):
         if key_env and not valid_env_name(key_env):
             raise TemplateError(f"--api-key-env: {key_env!r} is not an environment variable name")
         return {"data_dir": str(data_dir), "grpc_port": grpc_port, "api_key_env": key_env}
+
+    def auth_on(self, values: Mapping[str, Any]) -> bool:
+        return super().auth_on(values) and not values.get("api_key_env")  # the user's own key wins
+
+    def credentials(self, job: Job) -> dict[str, str]:
+        var = job.options.get("api_key_env", "")
+        if var:  # the user's key, from the variable they named (never stored by benchctl)
+            key = os.environ.get(var, "")
+            return {"api-key": key} if key else {}
+        return super().credentials(job)
 
     def submit(self, values: Mapping[str, Any]) -> Job:
         key_env = str(values.get("api_key_env") or "")

@@ -53,7 +53,7 @@ class Server(SlurmServer):
     def probe(self, job: Job) -> bool:
         """One readiness check: the service's health endpoint answers 200."""
         ep = self.endpoint(job)
-        return ep is not None and http_get(ep.url + self.health_path)[0] == 200
+        return ep is not None and http_get(ep.url + self.health_path, headers=self.credentials(job))[0] == 200
 
     def stopped_inside(self, markers: dict[str, str]) -> bool:
         """The service ended inside a job that lives on (stop, the pre-time-limit USR1, a crash)."""
@@ -123,7 +123,7 @@ class LlmServer(Server):
     # The model requests name when neither --model nor the job says.
     default_model: ClassVar[str] = ""
 
-    def served_model(self, url: str, wanted: str) -> str:
+    def served_model(self, url: str, wanted: str, headers: dict[str, str] | None = None) -> str:
         """The model name requests should carry: ``wanted``, unless the server answers to another name."""
         return wanted
 

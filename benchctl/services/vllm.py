@@ -58,6 +58,7 @@ class Vllm(LlmServer):
     template = "vllm.sbatch.j2"
     health_path = "/health"
     uses_gpu = True
+    auth = "bearer"  # VLLM_API_KEY: vLLM guards /v1/* (not /health, /metrics, /tokenize)
     ready_timeout = 1800  # weights are downloaded and loaded, CUDA graphs captured: minutes for big models
     server_args = ("model", "nodes", "gpus_per_node", "tp", "pp", "max_model_len", "extra_args", "image", "runtime")
     extra_options: ClassVar[tuple[Option, ...]] = (
@@ -107,10 +108,10 @@ class Vllm(LlmServer):
         layout = f"TP {tp} x PP {pp} on {nodes} node(s) x {gpus} GPU(s)" + (" over Ray" if nodes > 1 else "")
         return [*super().details(job), ("layout", layout)]
 
-    def served_model(self, url: str, wanted: str) -> str:
+    def served_model(self, url: str, wanted: str, headers: dict[str, str] | None = None) -> str:
         """``wanted`` if the server lists it, else the one it serves (a vLLM started with --served-model-name
         answers to that name only), else ``wanted``."""
-        status, body = http_get(url + "/v1/models")
+        status, body = http_get(url + "/v1/models", headers=headers)
         ids = served_models(body) if status == 200 else []
         return wanted if (wanted in ids or not ids) else ids[0]
 
@@ -119,7 +120,7 @@ class Vllm(LlmServer):
         ep = self.endpoint(job)
         if ep is None or http_get(ep.url + self.health_path)[0] != 200:
             return False
-        status, body = http_get(ep.url + "/v1/models")
+        status, body = http_get(ep.url + "/v1/models", headers=self.credentials(job))  # /v1 needs the key
         return status == 200 and bool(served_models(body))
 
     def template_values(self, values: Mapping[str, Any], run_dir: Path) -> dict[str, Any]:

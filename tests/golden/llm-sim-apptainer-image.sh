@@ -60,6 +60,8 @@ done
 [ -n "$PORT" ] || { echo "benchctl: no free port found on $(hostname)" >&2; exit 1; }
 echo "BENCHCTL_PORT=$PORT"
 MODEL=llama-sim
+# Only the holder of this job's key may use the serving routes (anyone on the cluster can reach the port).
+: "${BENCHCTL_API_KEY:?benchctl: no API key in the job environment (it must be submitted with --export=ALL)}"
 echo "BENCHCTL_MODEL=$MODEL"
 # ---- container image -------------------------------------------------------------------------
 command -v apptainer >/dev/null 2>&1 || { echo "benchctl: apptainer not found on $(hostname) (module load Apptainer?)" >&2; exit 127; }
@@ -79,7 +81,7 @@ done
 
 # ---- service -----------------------------------------------------------------------------------
 # --host 0.0.0.0: reachable from the login node and other compute nodes, not only from this one.
-apptainer exec "${BINDS[@]}" "$SIF" python3 -u -m benchctl.llmsim --host 0.0.0.0 --port "$PORT" --model="$MODEL" --ttft-ms 120.5 --itl-ms 0.5 --output-tokens 128 --tokens-per-chunk 1 --max-concurrency 256 --error-rate 0.01 --disconnect-rate 0 &
+apptainer exec "${BINDS[@]}" "$SIF" python3 -u -m benchctl.llmsim --host 0.0.0.0 --port "$PORT" --model="$MODEL" --ttft-ms 120.5 --itl-ms 0.5 --output-tokens 128 --tokens-per-chunk 1 --max-concurrency 256 --error-rate 0.01 --disconnect-rate 0 --api-key-env BENCHCTL_API_KEY &
 SVC_PID=$!
 echo "BENCHCTL_PID=$SVC_PID"
 # ---- readiness: poll the service's own health endpoint, then print the READY marker -------------

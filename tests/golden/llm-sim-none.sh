@@ -54,13 +54,15 @@ done
 [ -n "$PORT" ] || { echo "benchctl: no free port found on $(hostname)" >&2; exit 1; }
 echo "BENCHCTL_PORT=$PORT"
 MODEL=sim
+# Only the holder of this job's key may use the serving routes (anyone on the cluster can reach the port).
+: "${BENCHCTL_API_KEY:?benchctl: no API key in the job environment (it must be submitted with --export=ALL)}"
 echo "BENCHCTL_MODEL=$MODEL"
 
 # ---- service -----------------------------------------------------------------------------------
 command -v python3 >/dev/null 2>&1 || { echo "benchctl: python3 not found on $(hostname)" >&2; exit 127; }
 python3 -c 'import benchctl.llmsim' || { echo "benchctl: this python3 cannot import benchctl.llmsim (aiohttp installed?)" >&2; exit 1; }
 # --host 0.0.0.0: reachable from the login node and other compute nodes, not only from this one.
-python3 -u -m benchctl.llmsim --host 0.0.0.0 --port "$PORT" --model="$MODEL" --ttft-ms 50 --itl-ms 10 --output-tokens 128 --tokens-per-chunk 1 --max-concurrency 256 --error-rate 0 --disconnect-rate 0 &
+python3 -u -m benchctl.llmsim --host 0.0.0.0 --port "$PORT" --model="$MODEL" --ttft-ms 50 --itl-ms 10 --output-tokens 128 --tokens-per-chunk 1 --max-concurrency 256 --error-rate 0 --disconnect-rate 0 --api-key-env BENCHCTL_API_KEY &
 SVC_PID=$!
 echo "BENCHCTL_PID=$SVC_PID"
 # ---- readiness: poll the service's own health endpoint, then print the READY marker -------------

@@ -79,7 +79,9 @@ export QDRANT__SERVICE__HOST=0.0.0.0
 export QDRANT__SERVICE__HTTP_PORT="$PORT"
 export QDRANT__SERVICE__GRPC_PORT="$GRPC_PORT"
 export QDRANT__TELEMETRY_DISABLED=true
-unset QDRANT__SERVICE__API_KEY
+# This job's own key (benchctl hands it over in the environment; it is never written here).
+: "${BENCHCTL_API_KEY:?benchctl: no API key in the job environment (it must be submitted with --export=ALL)}"
+export QDRANT__SERVICE__API_KEY="$BENCHCTL_API_KEY"
 # ---- service -----------------------------------------------------------------------------------
 qdrant &
 SVC_PID=$!

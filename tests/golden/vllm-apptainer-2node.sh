@@ -54,6 +54,9 @@ trap '_bc_stop USR1 300' USR1
 # srun under PMIx on MeluXina: without this, steps fail with a munge (psec) error.
 export PMIX_MCA_psec=native
 export VLLM_NO_USAGE_STATS=1 DO_NOT_TRACK=1
+# Only the holder of this job's key may use /v1 (anyone on the cluster can reach the port).
+: "${BENCHCTL_API_KEY:?benchctl: no API key in the job environment (it must be submitted with --export=ALL)}"
+export VLLM_API_KEY="$BENCHCTL_API_KEY"
 echo "BENCHCTL_MODEL="meta-llama/Llama-3.1-8B-Instruct
 
 # ---- port ------------------------------------------------------------------------------------

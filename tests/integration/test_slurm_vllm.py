@@ -14,6 +14,8 @@ import json
 import os
 import subprocess
 import sys
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -50,19 +52,39 @@ def served_counter(metrics: dict[str, float], name: str) -> float:
     return sum(v for k, v in metrics.items() if k.split("{", 1)[0] == name)
 
 
+def http_status(url: str, headers: dict[str, str] | None = None) -> int:
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers or {}), timeout=10) as resp:
+            return int(resp.status)
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
 def test_real_vllm_start_check_bench_stop(slurm_config: Path, vllm_venv: Path, tiny_model: Path,
                                           tmp_path: Path) -> None:
     env = dict(os.environ, HF_HUB_OFFLINE="1", VLLM_CPU_KVCACHE_SPACE="1")
     completions, chat = tmp_path / "completions.json", tmp_path / "chat.json"
-    line = (f"start vllm --runtime none --venv {vllm_venv} --model {tiny_model} --gpus-per-node 0 --cpus 4 "
-            f"--max-model-len 256 --extra-args '--dtype bfloat16'; check vllm --wait; "
-            f"bench vllm --concurrency 1,4 --requests 12 --input-tokens 64 --output-tokens 24 --output {completions}; "
+    start = (f"start vllm --runtime none --venv {vllm_venv} --model {tiny_model} --gpus-per-node 0 --cpus 4 "
+             f"--max-model-len 256 --extra-args '--dtype bfloat16'; check vllm --wait")
+    proc = subprocess.run([sys.executable, "-m", "benchctl", "-e", start], capture_output=True, text=True,
+                          timeout=900, env=env)
+    started = proc.stdout + proc.stderr
+    assert proc.returncode == 0, started
+    # Only the holder of the job's key gets in (VLLM_API_KEY from the job's environment): the real vLLM refuses
+    # a request without it.
+    [job] = json.loads(Path(os.environ["BENCHCTL_HOME"], "state", "jobs.json").read_text())["jobs"]
+    key = json.loads(Path(job["run_dir"], "credentials.json").read_text())["key"]
+    models = f"http://127.0.0.1:{job['port']}/v1/models"
+    assert http_status(models) == 401 and http_status(models, {"Authorization": f"Bearer {key}"}) == 200
+    assert "auth:" in started and "credentials.json (0600)" in started
+    line = (f"bench vllm --concurrency 1,4 --requests 12 --input-tokens 64 --output-tokens 24 --output {completions}; "
             f"bench vllm --backend openai-chat --concurrency 4 --requests 8 --input-tokens 48 --output-tokens 16 "
             f"--output {chat}; check vllm; stop vllm")
     proc = subprocess.run([sys.executable, "-m", "benchctl", "-e", line], capture_output=True, text=True,
                           timeout=900, env=env)
-    out = proc.stdout + proc.stderr
+    out = started + proc.stdout + proc.stderr
     assert proc.returncode == 0, out
+    assert key not in out and key not in completions.read_text()
     assert "ready" in out and "stopped vllm job" in out, out
     # Prompts were sized with vLLM's own tokenizer (/tokenize), not as words.
     assert "64 tokens each (" in out and "by the server's tokenizer" in out, out

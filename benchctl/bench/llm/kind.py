@@ -237,7 +237,7 @@ class LlmKind(BenchKind):
         cfg.backend = cfg.backend or (server.default_backend if server else "openai")
         if not cfg.model:
             wanted = target.record.get("model") or (server.default_model if server else "") or "sim"
-            cfg.model = server.served_model(target.url, wanted) if server else wanted
+            cfg.model = server.served_model(target.url, wanted, target.headers) if server else wanted
 
     def run(self, target: BenchTarget, config: LlmConfig, writer: RunWriter, progress: Progress) -> RunResult:
         """One point per --concurrency (closed loop) or --rate (open loop) value. Interrupted (Ctrl-C, SIGTERM):
@@ -249,7 +249,7 @@ class LlmKind(BenchKind):
 
         cfg, url = config, target.url
         self._settle(target, cfg)
-        headers = auth_headers(cfg.api_key_env)
+        headers = auth_headers(cfg.api_key_env) or dict(target.headers)  # the job's own key by default
         self._size_prompts(url, cfg, headers, progress)
         before = sm.scrape(url, headers)
         points: list[dict[str, Any]] = []

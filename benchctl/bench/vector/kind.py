@@ -104,7 +104,8 @@ class VectorKind(BenchKind):
 
         cfg = config
         store_name = target.service.vector_store() if isinstance(target.service, VectorServer) else target.name
-        store = STORES[store_name](target.url, timeout=cfg.grace, headers=api_key_headers(cfg.api_key_env))
+        headers = api_key_headers(cfg.api_key_env) or dict(target.headers)  # the job's own key by default
+        store = STORES[store_name](target.url, timeout=cfg.grace, headers=headers)
         progress.status("preparing data…")
         try:
             if cfg.data:
