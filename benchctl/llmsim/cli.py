@@ -117,6 +117,9 @@ async def serve(cfg: SimConfig, host: str, port: int) -> None:
         await stop.wait()
     finally:
         await runner.cleanup()
+        # Said here, inside the loop: the job script forwards the stop signal too, and a second TERM that
+        # arrives once the loop has let go of its handlers must not take the last word away.
+        print("llmsim: stopped", flush=True)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -125,4 +128,3 @@ def main(argv: list[str] | None = None) -> None:
     shown = {k: ("required" if v else "none") if k == "api_key" else v for k, v in vars(cfg).items()}
     print("llmsim: settings " + ", ".join(f"{k}={v}" for k, v in shown.items()), flush=True)
     aio.run(serve(cfg, args.host, args.port))
-    print("llmsim: stopped", flush=True)
