@@ -28,7 +28,7 @@ from benchctl.slurm.states import JobState
         ("3609965;meluxina\n", ("3609965", "meluxina")),
         ("  77  \n", ("77", None)),
         ("Submitted batch job 34\n", ("34", None)),
-        ("Submitted batch job 34 on cluster meluxina\n", ("34", None)),
+        ("Submitted batch job 34 on cluster meluxina\n", ("34", "meluxina")),
         ("sbatch: Verify job submission ...\nSubmitted batch job 35\n", ("35", None)),
     ],
 )

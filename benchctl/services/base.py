@@ -294,6 +294,12 @@ class SlurmServer(ABC):
             text += f" (exit code {job.exit_code})"
         if info.time_limit_line:
             text += f": {info.time_limit_line}"
+        elif info.cancel_reason and info.cancel_reason != "time limit":
+            # Slurm's own words for why it killed the job: node failure, preemption, a signal, a requeue.
+            text += f" ({info.cancel_reason})"
+        if info.oom_line and job.state is not JobState.OUT_OF_MEMORY:
+            # The older accounting plugin kills with SIGKILL and sacct says FAILED/CANCELLED: say what it was.
+            text += f"; out of memory: {info.oom_line}"
         err = self.last_error_line(job)
         if err and job.state is JobState.FAILED:
             text += f"; last error: {err}"

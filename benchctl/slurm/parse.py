@@ -11,7 +11,8 @@ SQUEUE_FORMAT = "%i|%T|%N|%r"
 SACCT_FIELDS = "JobID,State,ExitCode,Elapsed,NodeList%4096,Reason"
 
 _PARSABLE_RE = re.compile(r"^(\d+(?:_\d+)?(?:\+\d+)?)(?:;(\S+))?$")
-_SUBMITTED_RE = re.compile(r"Submitted batch job (\d+)")
+# sbatch.c: "Submitted batch job %u" and, on a federation or with -M/--clusters, "... on cluster %s".
+_SUBMITTED_RE = re.compile(r"Submitted batch job (\d+)(?: on cluster (\S+))?")
 
 
 class ParseError(ValueError):
@@ -44,7 +45,7 @@ def parse_sbatch(stdout: str) -> tuple[str, str | None]:
             return m.group(1), m.group(2)
     m = _SUBMITTED_RE.search(stdout)
     if m:
-        return m.group(1), None
+        return m.group(1), m.group(2)
     raise ParseError(f"cannot find a job id in sbatch output: {stdout.strip()[:200]!r}")
 
 

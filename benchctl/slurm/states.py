@@ -57,6 +57,11 @@ _SLURM_TO_STATE: dict[str, JobState] = {
     "REQUEUE_FED": JobState.REQUEUED, "RF": JobState.REQUEUED,
     "REQUEUE_HOLD": JobState.REQUEUED, "RH": JobState.REQUEUED,
     "REQUEUED": JobState.REQUEUED, "RQ": JobState.REQUEUED,
+    # 25.11: a job requeued ahead of the queue (--requeue=expedite) after a node failure; it comes back like
+    # REQUEUED. The flag names below print only in long form (job_state_string), so no short codes.
+    "EXPEDITING": JobState.REQUEUED,
+    "LAUNCH_FAILED": JobState.FAILED, "RECONFIG_FAIL": JobState.FAILED,
+    "POWER_UP_NODE": JobState.PENDING, "UPDATE_DB": JobState.PENDING,
     "SPECIAL_EXIT": JobState.REQUEUED, "SE": JobState.REQUEUED,
     "RUNNING": JobState.RUNNING, "R": JobState.RUNNING,
     "RESIZING": JobState.RUNNING, "RS": JobState.RUNNING,
@@ -78,10 +83,24 @@ _SLURM_TO_STATE: dict[str, JobState] = {
 }
 
 
+_LONG_NAMES = sorted(name for name in _SLURM_TO_STATE if len(name) > 2)
+
+
 def map_state(text: str) -> JobState:
     """Map squeue/sacct state text to a JobState.
 
-    Tolerates decorations: ``CANCELLED by 1234``, ``CANCELLED+`` (sacct truncation), lower case.
+    Tolerates decorations (``CANCELLED by 1234``), lower case, and the names sacct cuts at its default column
+    width with a ``+`` (``OUT_OF_ME+``, ``CANCELLED+``, ``COMPLETI+``): a cut name maps to the one state whose
+    name it begins (two candidates sharing the cut prefix map to UNKNOWN rather than to a guess).
     """
-    word = text.strip().split(" ", 1)[0].rstrip("+").upper()
-    return _SLURM_TO_STATE.get(word, JobState.UNKNOWN)
+    word = text.strip().split(" ", 1)[0].upper()
+    truncated = word.endswith("+")
+    word = word.rstrip("+")
+    state = _SLURM_TO_STATE.get(word)
+    if state is not None:
+        return state
+    if truncated and word:
+        matches = {_SLURM_TO_STATE[name] for name in _LONG_NAMES if name.startswith(word)}
+        if len(matches) == 1:
+            return matches.pop()
+    return JobState.UNKNOWN
