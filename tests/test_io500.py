@@ -192,7 +192,7 @@ def test_invalid_result_dir() -> None:
     assert flagged == ["mdtest-hard-write"]
     unscored = res.phase("ior-rnd4K-easy-read")
     assert unscored is not None and not unscored.scored and unscored.unit == "GiB/s"
-    assert res.score is not None and res.score.invalid and res.score.total == 17.690911
+    assert res.score is not None and res.score.invalid and res.score.total == 10.769375
     assert res.score_extended is not None and res.score_extended.invalid and res.score_extended.extended
     assert [str(n) for n in res.notes] == [
         "stonewall-time != 300s",
@@ -214,10 +214,11 @@ def test_to_dict_common_format() -> None:
         json.dumps(d, allow_nan=False)  # plain JSON, no NaN
     assert valid["valid"] is True and valid["invalid_reasons"] == []
     assert valid["phases"][0] == {"name": "ior-easy-write", "value": 12.345678, "unit": "GiB/s",
-                                  "time_s": 312.456, "scored": True, "invalid": False, "kind": "bandwidth"}
+                                  "time_s": 312.456, "scored": True, "invalid": False, "kind": "bandwidth",
+                                  "in_score": True, "in_scorex": True, "decimals": 6}
     assert valid["score"]["iops_unit"] == "kiops" and valid["score_extended"] == {}
     assert invalid["valid"] is False and invalid["score"]["invalid"] is True
-    assert invalid["score_extended"]["total"] == 14.296411
+    assert invalid["score_extended"]["total"] == 11.982975
     assert [p["name"] for p in invalid["phases"] if p["invalid"]] == ["mdtest-hard-write"]
 
 
@@ -233,7 +234,7 @@ def test_either_file_alone_is_enough(tmp_path: Path) -> None:
     shutil.copytree(DATA / "invalid-run", summary_only)
     (summary_only / r.DETAIL_FILE).unlink()
     res = r.load_result_dir(summary_only)
-    assert len(res.phases) == 14 and res.score is not None and res.score.invalid
+    assert len(res.phases) == 19 and res.score is not None and res.score.invalid
     assert res.notes == () and res.procs is None
 
     detail_only = tmp_path / "detail-only"
@@ -242,8 +243,8 @@ def test_either_file_alone_is_enough(tmp_path: Path) -> None:
     res = r.load_result_dir(detail_only)  # a run killed before the summary: rebuilt from result.txt
     assert res.phase("mdtest-hard-write") == r.Phase("mdtest-hard-write", 19.860258, "kIOPS", 36.082, True, True)
     assert res.phase("timestamp") is None  # no score pair: a dummy phase
-    assert res.score == r.Score(extended=False, bandwidth=4.761314, iops=65.731505, total=17.690911, invalid=True)
-    assert res.score_extended is not None and res.score_extended.total == 14.296411
+    assert res.score == r.Score(extended=False, bandwidth=1.329055, iops=87.264559, total=10.769375, invalid=True)
+    assert res.score_extended is not None and res.score_extended.total == 11.982975
     assert (res.mode, res.version) == ("extended", "io500-sc24_v1")
 
     with pytest.raises(FileNotFoundError):
@@ -257,7 +258,7 @@ def test_job_log() -> None:
     assert r.find_result_dir(text.splitlines()) == expected
     res = r.parse_summary(text)  # the job's stdout: same lines as result_summary.txt, plus the notes
     assert res.result_dir == expected and res.version == "io500-sc24_v1" and res.mode == "extended"
-    assert len(res.phases) == 14 and not res.valid
+    assert len(res.phases) == 19 and not res.valid
     assert [(n.source, n.message[:22]) for n in res.notes] == [
         ("src/phase_dbg.c:25", "stonewall-time != 300s"),
         ("src/phase_mdtest_hard_write.c:41", "Write phase needed 36."),
@@ -549,7 +550,7 @@ def test_local_run_end_to_end(tmp_path: Path) -> None:
     assert (tmp_path / "fs").is_dir()  # the job created the data directory
     assert "args: " + str(run_dir / "config.ini") + " --mode=extended" in Path(job.err_path).read_text()
     res = service.load(job)
-    assert res is not None and not res.valid and res.score is not None and res.score.total == 17.690911
+    assert res is not None and not res.valid and res.score is not None and res.score.total == 10.769375
     run = service.results(job)  # the same, as the RunResult every bench kind returns
     assert run is not None and run.kind == "io500" and run.metrics == res.to_dict() and run.errors == {"invalid": 1}
     assert (run_dir / "io500.out").read_text().rstrip().endswith(str(where))
@@ -658,7 +659,7 @@ def test_bench_io500_command_submits_waits_and_stores_scores(tmp_path: Path, mak
     assert "INVALID" in out  # the fixture run is invalid: flagged, not hidden
     run = json.loads(out_file.read_text())
     assert run["kind"] == "io500" and run["service"]["job_id"] == "local-1"
-    assert run["metrics"]["valid"] is False and run["metrics"]["score"]["total"] == 17.690911
+    assert run["metrics"]["valid"] is False and run["metrics"]["score"]["total"] == 10.769375
     assert run["errors"] == {"invalid": 1}
     # Collecting the same job again by id gives the same scores without a new submission.
     assert app.run_line(f"bench io500 --job local-1 --timeout 10 --output {tmp_path / 'again.json'}")

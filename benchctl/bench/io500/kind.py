@@ -42,9 +42,13 @@ class Io500Kind(BenchKind):
 
         detail = result.detail if isinstance(result.detail, Io500Result) else Io500Result.from_dict(result.metrics)
         table = result_table(detail, title=f"IO500 job {result.service.get('job_id', '')}".rstrip())
-        if detail.valid:
-            return table
-        return Group(table, Text("warning: this run is INVALID for IO500 (see the flagged rows)", style="yellow"))
+        warnings = []
+        if not detail.valid:
+            warnings.append(Text("warning: this run is INVALID for IO500 (see the flagged rows)", style="yellow"))
+        if detail.mismatches:
+            warnings.append(Text("warning: the printed scores do not match the phases (see the recomputed values)",
+                                 style="yellow"))
+        return Group(table, *warnings) if warnings else table
 
 
 
@@ -73,22 +77,33 @@ def result_table(result: Io500Result, *, title: str | None = None) -> Table:
     table.add_column("time (s)", justify="right")
     table.add_column("flag")
     for p in result.phases:
-        flag = invalid_flag if p.invalid else Text("" if p.scored else "not scored", style="dim")
-        table.add_row(Text(p.name), _fmt(p.value, 6), p.unit, _fmt(p.time_s), flag,
+        note = "" if p.in_score else "SCOREX only" if p.in_scorex else "not scored"
+        flag = invalid_flag if p.invalid else Text(note, style="dim")
+        table.add_row(Text(p.name), _fmt(p.value, p.decimals), p.unit, _fmt(p.time_s), flag,
                       style="red" if p.invalid else None)
+    again = {r.label: r for r in result.recomputed}
     for score in (result.score, result.score_extended):
         if score is None:
             continue
-        flag = invalid_flag if score.invalid else Text("")
         style = "bold red" if score.invalid else "bold"
         table.add_section()
-        table.add_row(f"{score.label} bandwidth", _fmt(score.bandwidth, 6), score.bandwidth_unit, "", flag,
-                      style=style)
-        table.add_row(f"{score.label} IOPS", _fmt(score.iops, 6), "kiops", "", flag, style=style)
-        table.add_row(f"{score.label} TOTAL", _fmt(score.total, 6), "", "", flag, style=style)
-    reasons = result.invalid_reasons
-    if reasons:
-        table.caption = Text("invalid: " + "; ".join(reasons), style="red")
+        check = again.get(score.label)
+        for what, value, digits, unit, mine in (
+                ("bandwidth", score.bandwidth, score.decimals[0], score.bandwidth_unit, check and check.bandwidth),
+                ("IOPS", score.iops, score.decimals[1], "kiops", check and check.iops),
+                ("TOTAL", score.total, score.decimals[2], "", check and check.total)):
+            off = check is not None and any(m.startswith(f"{score.label} {what} ") for m in check.mismatches)
+            flag = Text.assemble(invalid_flag if score.invalid else "",
+                                 (f" recomputed {_fmt(float(mine or 0), digits)}", "bold yellow") if off else "")
+            table.add_row(f"{score.label} {what}", _fmt(value, digits), unit, "", flag, style=style)
+    lines = []
+    if result.invalid_reasons:
+        lines.append(Text("invalid: " + "; ".join(result.invalid_reasons), style="red"))
+    if result.mismatches:
+        lines.append(Text("does not add up (IO500's formula on the phases above): " + "; ".join(result.mismatches),
+                          style="yellow"))
+    if lines:
+        table.caption = Text("\n").join(lines)
         table.caption_justify = "left"
     return table
 

@@ -1,14 +1,20 @@
-"""IO500 results: parse ``result_summary.txt``, ``result.txt`` and the job's stdout into typed records.
+"""IO500 results of every era: parse ``result_summary.txt``, ``result.txt`` and the job's stdout into typed
+records (``records.py``); which phase counts for which score, and the recomputed scores, are ``rules.py``.
 
-The formats are fixed by IO500's ``src/main.c`` (unchanged since ``io500-sc22``):
+The C application (``src/main.c``, io500-sc20 and later; fixed since io500-sc22):
 
 * phase lines, ``"[RESULT]"`` for scored phases or ``"[      ]"`` for unscored ones (``timestamp``,
   ``ior-rnd4K-easy-read``), then ``" %20s %15s %s : time %.3f seconds%s"`` -- name, value, unit
   (``GiB/s`` when the name starts with ``i``, else ``kIOPS``), runtime and an optional ``" [INVALID]"``;
 * score lines ``[SCORE ] Bandwidth %f GiB/s : IOPS %f kiops : TOTAL %f[ [INVALID]]`` and, in extended
-  mode, the same with ``[SCOREX]``; old releases (README appendix B) print ``[SCORE INVALID] ... GB/s``;
+  mode, the same with ``[SCOREX]``;
 * invalidity notes: ``ERROR INVALID (file:line) msg`` on stdout, ``; ERROR INVALID msg`` in result.txt;
 * the last stdout line ``The result files are stored in the directory: <dir>``.
+
+Earlier forms, read the same way: ISC20's ``[RESULT-invalid]       ior-easy-write  0.015926 GiB/s : time ...``
+and ``[SCORE] Bandwidth ... GB/s``; README appendix B's ``[SCORE INVALID]``; io500.sh (2017-2019)
+``[RESULT] BW   phase 1            ior_easy_write                8.581 GB/s : time  58.27 seconds`` (``IOPS
+phase N ... kiops``), ``[SCORE-valid]``/``[SCORE-invalid]`` and its note "One or more test phases invalid".
 
 Lines are matched with anchored regexes, never ``line.split()`` tuple unpacking: the optional
 ``[INVALID]`` suffix breaks fixed-arity splitting (a bug seen in several public IO500 wrappers).
@@ -18,13 +24,13 @@ invalid run is worse than no report.
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import PurePath
-from typing import Any
 
+from benchctl.bench.io500 import rules
+from benchctl.bench.io500.records import InvalidNote, Io500Result, Phase, Score
 from benchctl.executors.files import JobFiles, LocalFiles
 
 SUMMARY_FILE = "result_summary.txt"
@@ -33,22 +39,25 @@ DETAIL_FILE = "result.txt"
 # %f prints nan/inf for a broken phase; accept them so one bad phase does not hide the others.
 _NUM = r"[-+]?(?:\d+(?:\.\d*)?|\.\d+|nan|inf)"
 
-# Phase line. `\s+` around ":" because the README's older example prints "GiB/s  :" (two spaces).
+# Phase line. `\s+` around ":" because the README's older example prints "GiB/s  :" (two spaces); io500.sh
+# put "BW   phase 1" / "IOPS phase 3" before the name and tagged invalid phases "[RESULT-invalid]".
 _PHASE_RE = re.compile(
-    r"^\[(?P<tag>RESULT| {6})\]\s+(?P<name>\S+)\s+(?P<value>" + _NUM + r")\s+(?P<unit>GiB/s|kIOPS|GB/s)"
-    r"\s+:\s+time\s+(?P<secs>" + _NUM + r")\s+seconds(?P<invalid>\s+\[INVALID\])?\s*$",
+    r"^\[(?P<tag>RESULT(?:-(?P<validity>valid|invalid))?| {6})\]\s+(?:(?P<group>BW|IOPS)\s+phase\s+\d+\s+)?"
+    r"(?P<name>\S+)\s+(?P<value>" + _NUM + r")\s+(?P<unit>GiB/s|kIOPS|GB/s)"
+    r"\s*:\s+time\s+(?P<secs>" + _NUM + r")\s+seconds(?P<invalid>\s+\[INVALID\])?\s*$",
     re.IGNORECASE,
 )
-# Score line: "[SCORE ]", "[SCOREX]", legacy "[SCORE INVALID]" (and "[SCORE]" without the pad).
+# Score line: "[SCORE ]", "[SCOREX]", and the older "[SCORE]", "[SCORE INVALID]", "[SCORE-valid]", "[SCORE-invalid]".
 _SCORE_RE = re.compile(
-    r"^\[SCORE(?P<x>X| )?(?P<legacy_invalid>\s*INVALID)?\]\s+Bandwidth\s+(?P<bw>" + _NUM + r")\s+(?P<bw_unit>Gi?B/s)"
-    r"\s+:\s+IOPS\s+(?P<iops>" + _NUM + r")\s+kiops\s+:\s+TOTAL\s+(?P<total>" + _NUM + r")"
-    r"(?P<invalid>\s+\[INVALID\])?\s*$",
+    r"^\[SCORE(?P<x>X| )?(?:(?P<legacy_invalid>\s*INVALID)|-(?P<validity>valid|invalid))?\]\s+Bandwidth\s+"
+    r"(?P<bw>" + _NUM + r")\s+(?P<bw_unit>Gi?B/s)\s+:\s+IOPS\s+(?P<iops>" + _NUM + r")\s+kiops\s+:\s+TOTAL\s+"
+    r"(?P<total>" + _NUM + r")(?P<invalid>\s+\[INVALID\])?\s*$",
     re.IGNORECASE,
 )
 # "ERROR INVALID (src/main.c:123) msg" on stdout; "; ERROR INVALID msg" in result.txt (with or without
 # the "(file:line)" part, depending on the release).
-_NOTE_RE = re.compile(r"^(?:;\s*)?ERROR INVALID\s+(?:\((?P<source>[^()\s]+:\d+)\)\s*)?(?P<msg>.*?)\s*$")
+_NOTE_RE = re.compile(r"^(?:;\s*)?ERROR INVALID\s+(?:\((?P<source>[^()\s]+:\d+)\)\s*)?(?P<msg>.*?)\s*$"
+                      r"|^(?P<script>One or more test phases invalid\..*?)\s*$")
 _VERSION_RE = re.compile(r"^IO500 version (?P<version>\S+)(?:\s+\((?P<mode>[^)]*)\))?\s*$")
 _RESULT_DIR_RE = re.compile(r"The result files are stored in the directory:\s*(?P<dir>\S.*?)\s*$")
 # result.txt: "[section]" headers and "%-15s = value" pairs (the key may be longer than 15 characters,
@@ -58,140 +67,6 @@ _PAIR_RE = re.compile(r"^(?P<key>[^\s=;#\[][^=]*?)\s*=\s?(?P<value>.*?)\s*$")
 _ANSI_RE = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
 
-# ---- records -----------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Phase:
-    """One phase line: ``[RESULT]``/``[      ]`` name value unit ``: time`` secs ``seconds`` [``[INVALID]``]."""
-
-    name: str
-    value: float
-    unit: str  # "GiB/s" (ior-*), "kIOPS" (mdtest-*, find, ...); "GB/s" only in pre-2020 output
-    time_s: float
-    scored: bool  # "[RESULT]" counts towards the score; "[      ]" (timestamp, extended extras) does not
-    invalid: bool = False
-
-    @property
-    def kind(self) -> str:
-        """``bandwidth`` or ``metadata``: IO500 derives the unit from the name the same way."""
-        return "bandwidth" if self.unit.lower().endswith("b/s") else "metadata"
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "value": _json_float(self.value), "unit": self.unit,
-                "time_s": _json_float(self.time_s), "scored": self.scored, "invalid": self.invalid,
-                "kind": self.kind}
-
-
-@dataclass(frozen=True)
-class Score:
-    """A ``[SCORE ]`` (standard) or ``[SCOREX]`` (extended) line."""
-
-    extended: bool
-    bandwidth: float  # geometric mean of the bandwidth phases
-    iops: float  # geometric mean of the metadata phases, kIOPS
-    total: float  # sqrt(bandwidth * iops)
-    invalid: bool = False
-    bandwidth_unit: str = "GiB/s"
-    legacy: bool = False  # the pre-2020 "[SCORE INVALID] ... GB/s" form
-
-    @property
-    def label(self) -> str:
-        return "SCOREX" if self.extended else "SCORE"
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"bandwidth": _json_float(self.bandwidth), "bandwidth_unit": self.bandwidth_unit,
-                "iops": _json_float(self.iops), "iops_unit": "kiops", "total": _json_float(self.total),
-                "invalid": self.invalid, "extended": self.extended, "legacy": self.legacy}
-
-
-@dataclass(frozen=True)
-class InvalidNote:
-    """An ``ERROR INVALID`` note: why IO500 declared a phase or the run invalid."""
-
-    message: str
-    source: str = ""  # "src/phase_ior.c:55" in the stdout form
-    section: str = ""  # the result.txt section it was written in ("" for stdout / the preamble)
-
-    def __str__(self) -> str:
-        where = f"[{self.section}] " if self.section else ""
-        return f"{where}{self.message}"
-
-
-@dataclass(frozen=True)
-class Io500Result:
-    """Everything one IO500 run reported. Built by :func:`parse_summary` / :func:`load_result_dir`."""
-
-    phases: tuple[Phase, ...] = ()
-    score: Score | None = None
-    score_extended: Score | None = None
-    notes: tuple[InvalidNote, ...] = ()
-    version: str = ""
-    mode: str = ""
-    result_dir: str = ""
-    procs: int | None = None
-    config_hash: str = ""
-    # result.txt sections (phase name -> key -> value): exe, t_start, t_delta, t_end, ...
-    details: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
-
-    def phase(self, name: str) -> Phase | None:
-        return next((p for p in self.phases if p.name == name), None)
-
-    @property
-    def invalid_reasons(self) -> list[str]:
-        """Every reason to distrust the run, in output order; empty means valid."""
-        reasons: list[str] = []
-        if self.score is None:
-            reasons.append("no [SCORE ] line: the run did not finish")
-        reasons += [f"phase {p.name} flagged [INVALID]" for p in self.phases if p.invalid]
-        for score in (self.score, self.score_extended):
-            if score is not None and score.invalid:
-                reasons.append(f"[{score.label}] flagged INVALID")
-        reasons += [f"ERROR INVALID: {note}" for note in self.notes]
-        return list(dict.fromkeys(reasons))  # result.txt and stdout may repeat a note
-
-    @property
-    def valid(self) -> bool:
-        """Stricter than IO500's own flag on purpose: any invalid phase or note (even of an optional,
-        extended-only phase) makes the run invalid here; ``score.invalid`` keeps IO500's verdict."""
-        return not self.invalid_reasons
-
-    def to_dict(self) -> dict[str, Any]:
-        """The common benchctl result format (JSON-safe: NaN/inf become None)."""
-        return {
-            "benchmark": "io500", "version": self.version, "mode": self.mode, "result_dir": self.result_dir,
-            "procs": self.procs, "config_hash": self.config_hash,
-            "phases": [p.to_dict() for p in self.phases],
-            "score": self.score.to_dict() if self.score else {},
-            "score_extended": self.score_extended.to_dict() if self.score_extended else {},
-            "valid": self.valid, "invalid_reasons": self.invalid_reasons,
-            "notes": [{"message": n.message, "source": n.source, "section": n.section} for n in self.notes],
-        }
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> Io500Result:
-        """Back from ``to_dict`` (a stored run.json): everything the table and the checks need."""
-        def num(value: Any) -> float:
-            return math.nan if value is None else float(value)
-
-        def score(d: Any) -> Score | None:
-            if not isinstance(d, Mapping) or not d:
-                return None
-            return Score(bool(d.get("extended")), num(d.get("bandwidth")), num(d.get("iops")), num(d.get("total")),
-                         bool(d.get("invalid")), str(d.get("bandwidth_unit", "GiB/s")), bool(d.get("legacy")))
-
-        phases = tuple(Phase(str(p.get("name", "")), num(p.get("value")), str(p.get("unit", "")),
-                             num(p.get("time_s")), bool(p.get("scored")), bool(p.get("invalid")))
-                       for p in data.get("phases") or [] if isinstance(p, Mapping))
-        notes = tuple(InvalidNote(str(n.get("message", "")), str(n.get("source", "")), str(n.get("section", "")))
-                      for n in data.get("notes") or [] if isinstance(n, Mapping))
-        procs = data.get("procs")
-        return cls(phases=phases, score=score(data.get("score")), score_extended=score(data.get("score_extended")),
-                   notes=notes, version=str(data.get("version") or ""), mode=str(data.get("mode") or ""),
-                   result_dir=str(data.get("result_dir") or ""), procs=procs if isinstance(procs, int) else None,
-                   config_hash=str(data.get("config_hash") or ""))
-
-
 # ---- line parsers ------------------------------------------------------------------------------
 
 
@@ -199,29 +74,35 @@ def _clean(line: str) -> str:
     return _ANSI_RE.sub("", line).rstrip("\r\n")
 
 
-def _json_float(value: float) -> float | None:
-    return value if math.isfinite(value) else None
+def _decimals(number: str) -> int:
+    return len(number.split(".", 1)[1]) if "." in number else 0
 
 
 def parse_phase_line(line: str) -> Phase | None:
-    """A phase line, or None when ``line`` is not one."""
+    """A phase line of any era, or None when ``line`` is not one."""
     m = _PHASE_RE.match(_clean(line).strip())
     if not m:
         return None
     unit = {"gib/s": "GiB/s", "kiops": "kIOPS", "gb/s": "GB/s"}[m["unit"].lower()]
+    group = {"bw": rules.BANDWIDTH, "iops": rules.METADATA}.get((m["group"] or "").lower(), "")
+    invalid = m["invalid"] is not None or (m["validity"] or "").lower() == "invalid"
     return Phase(name=m["name"], value=float(m["value"]), unit=unit, time_s=float(m["secs"]),
-                 scored=m["tag"].upper() == "RESULT", invalid=m["invalid"] is not None)
+                 scored=m["tag"].upper().startswith("RESULT"), invalid=invalid, decimals=_decimals(m["value"]),
+                 group_hint=group)
 
 
 def parse_score_line(line: str) -> Score | None:
-    """A ``[SCORE ]``/``[SCOREX]``/``[SCORE INVALID]`` line, or None."""
+    """A score line of any era (``[SCORE ]``, ``[SCOREX]``, ``[SCORE]``, ``[SCORE INVALID]``, ``[SCORE-valid]``),
+    or None."""
     m = _SCORE_RE.match(_clean(line).strip())
     if not m:
         return None
-    legacy = m["legacy_invalid"] is not None
+    validity = (m["validity"] or "").lower()
+    legacy = m["legacy_invalid"] is not None or bool(validity) or m["x"] is None or m["bw_unit"] == "GB/s"
+    invalid = m["legacy_invalid"] is not None or validity == "invalid" or m["invalid"] is not None
     return Score(extended=(m["x"] or "").upper() == "X", bandwidth=float(m["bw"]), iops=float(m["iops"]),
-                 total=float(m["total"]), invalid=legacy or m["invalid"] is not None,
-                 bandwidth_unit=m["bw_unit"], legacy=legacy or m["bw_unit"] == "GB/s")
+                 total=float(m["total"]), invalid=invalid, bandwidth_unit=m["bw_unit"], legacy=legacy,
+                 decimals=(_decimals(m["bw"]), _decimals(m["iops"]), _decimals(m["total"])))
 
 
 def parse_invalid_note(line: str, section: str = "") -> InvalidNote | None:
@@ -229,7 +110,7 @@ def parse_invalid_note(line: str, section: str = "") -> InvalidNote | None:
     m = _NOTE_RE.match(_clean(line).strip())
     if not m:
         return None
-    return InvalidNote(message=m["msg"], source=m["source"] or "", section=section)
+    return InvalidNote(message=m["script"] or m["msg"], source=m["source"] or "", section=section)
 
 
 def find_result_dir(lines: str | Iterable[str]) -> str | None:
@@ -320,8 +201,9 @@ def parse_result_txt(text: str) -> ResultDetail:
 def _phases_from_detail(detail: ResultDetail) -> tuple[Phase, ...]:
     """Phases rebuilt from result.txt when result_summary.txt is missing (a run killed mid-way).
 
-    result.txt does not say whether a phase is scored; phases with a ``score`` pair are taken as scored.
-    Invalid = an ERROR INVALID note in that phase's section.
+    result.txt writes a ``score`` pair for every phase but the dummy ones, scored or not: whether a phase is
+    scored comes from IO500's rule (``rules.py``), as on the summary path. Invalid = an ERROR INVALID note in
+    that phase's section.
     """
     flagged = {n.section for n in detail.notes}
     phases = []
@@ -334,7 +216,8 @@ def _phases_from_detail(detail: ResultDetail) -> tuple[Phase, ...]:
         except ValueError:
             continue
         phases.append(Phase(name=name, value=value, unit="GiB/s" if name.startswith("i") else "kIOPS",
-                            time_s=secs, scored=True, invalid=name in flagged))
+                            time_s=secs, scored=rules.rule_for(name).in_scorex, invalid=name in flagged,
+                            decimals=_decimals(pairs["score"])))
     return tuple(phases)
 
 
@@ -367,3 +250,8 @@ def load_result_dir(path: str | PurePath, files: JobFiles | None = None) -> Io50
         config_hash=run.get("config-hash", ""),
         details={k: dict(v) for k, v in detail.sections.items()},
     )
+
+
+__all__ = ["DETAIL_FILE", "SUMMARY_FILE", "InvalidNote", "Io500Result", "Phase", "ResultDetail", "Score",
+           "find_result_dir", "load_result_dir", "parse_invalid_note", "parse_phase_line", "parse_result_txt",
+           "parse_score_line", "parse_summary"]
