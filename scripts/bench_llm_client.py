@@ -182,7 +182,7 @@ def capacity(seconds: float, guidellm: GuideLLM | None) -> None:
     with simulator(*flags) as url:
         for concurrency in (64, 256):
             cfg = LlmConfig(backend="openai", model="sim", duration=seconds, output_tokens=16, input_tokens=16)
-            m = point_metrics(cfg, benchctl_point(url, concurrency, seconds, 16))
+            m = point_metrics(cfg, benchctl_point(url, concurrency, seconds, 16), concurrency, None)
             ours[concurrency] = m["request_throughput"]
             health = m["client_health"]
             print(f"  benchctl c={concurrency:<3}: {m['request_throughput']:7.0f} req/s, "

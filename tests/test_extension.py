@@ -143,7 +143,7 @@ def test_new_service_in_help_completion_and_dry_run(ext_app: App) -> None:
 def test_new_service_starts_checks_and_benches_with_its_own_kind(ext_app: App) -> None:
     assert ext_app.run_line("start echo --time 5"), out(ext_app)
     assert ext_app.run_line("check echo --wait --timeout 30"), out(ext_app)
-    assert "echo job local-" in out(ext_app) and "ready" in out(ext_app)
+    assert "echo job local-" in out(ext_app) and "ready" in out(ext_app), out(ext_app)
     assert ext_app.run_line("bench echo --rounds 2"), out(ext_app)
     text = out(ext_app)
     assert "request 1: HTTP 200" in text and "echo: 2 requests" in text

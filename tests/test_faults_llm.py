@@ -97,7 +97,7 @@ def test_frozen_server_point_ends_at_duration_plus_grace(sim: tuple[subprocess.P
     os.kill(proc.pid, signal.SIGCONT)
     assert took < 6 + 3 + 5, out
     run = json.loads((run_dir(out) / "run.json").read_text())
-    errors = run["points"][0]["errors"]
+    errors = run["points"][0]["error_counts"]
     assert set(errors) <= {"stalled", "deadline", "timeout", "connection"} and errors, errors
     assert "stalled" in run["points"][0]["client_health"]["stopped_early"] or "deadline" in errors
 

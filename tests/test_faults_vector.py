@@ -65,7 +65,7 @@ def test_chroma_frozen_mid_sweep(chroma: tuple[subprocess.Popen[bytes], str]) ->
     assert status != 0, out
     assert took < 3 + 8 + 3 + 3 + 10, out  # a frozen request ends by its timeout (the grace)
     run = json.loads((run_dir(out) / "run.json").read_text())
-    assert run["points"][-1]["stopped_early"] and "ReadTimeout" in json.dumps(run["errors"])
+    assert run["points"][-1]["stopped_early"] and "ReadTimeout" in json.dumps(run["error_counts"])
 
 
 def test_interrupted_vector_run_is_saved(chroma: tuple[subprocess.Popen[bytes], str]) -> None:

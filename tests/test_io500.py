@@ -660,7 +660,7 @@ def test_bench_io500_command_submits_waits_and_stores_scores(tmp_path: Path, mak
     run = json.loads(out_file.read_text())
     assert run["kind"] == "io500" and run["service"]["job_id"] == "local-1"
     assert run["metrics"]["valid"] is False and run["metrics"]["score"]["total"] == 10.769375
-    assert run["errors"] == {"invalid": 1}
+    assert run["error_counts"] == {"invalid": 1}
     # Collecting the same job again by id gives the same scores without a new submission.
     assert app.run_line(f"bench io500 --job local-1 --timeout 10 --output {tmp_path / 'again.json'}")
     assert json.loads((tmp_path / "again.json").read_text())["metrics"] == run["metrics"]

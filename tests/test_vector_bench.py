@@ -98,8 +98,8 @@ def test_run_writer_files(tmp_path: Path) -> None:
     out = tmp_path / "copy" / "run.json"
     path = writer.finish(env, extra_output=out)
     run = json.loads(path.read_text())
-    assert run["schema_version"] == 1 and run["kind"] == "vector" and run["service"]["job_id"] == "12"
-    assert run["errors"] == {"HTTP 500": 2} and run["run_id"] == writer.run_id
+    assert run["schema_version"] == 2 and run["kind"] == "vector" and run["service"]["job_id"] == "12"
+    assert run["error_counts"] == {"HTTP 500": 2} and run["run_id"] == writer.run_id
     assert json.loads(out.read_text()) == run
     lines = (writer.dir / "requests.jsonl").read_text().splitlines()
     assert [json.loads(x)["query"] for x in lines] == [0, 1]

@@ -31,10 +31,12 @@ from typing import IO, Any
 from benchctl import __version__
 from benchctl.executors.files import private_mkdir
 
-SCHEMA_VERSION = 1
+# 2: failures counted by type moved from "errors" to "error_counts" ("errors" is the LLM kind's vLLM-shaped list
+# of one error text per request); a schema-1 run.json still loads and is written back as it was.
+SCHEMA_VERSION = 2
 # The envelope's own keys, in the order run.json has them after the kind's extra top-level keys.
 _COMMON = ("schema_version", "run_id", "kind", "started_at", "ended_at", "benchctl_version", "git_sha", "host",
-           "command_line", "service", "config", "metrics", "points", "client_health", "errors")
+           "command_line", "service", "config", "metrics", "points", "client_health", "error_counts")
 
 
 def git_sha(start: Path | None = None) -> str:
@@ -126,7 +128,8 @@ class RunResult:
             "git_sha": self.git_sha, "host": self.host, "command_line": self.command_line,
             "service": dict(self.service), "config": dict(self.config), "metrics": dict(self.metrics),
             "points": [p.to_dict() for p in self.points], "client_health": dict(self.client_health),
-            "errors": dict(self.errors),
+            # schema 1 had the counts under "errors"
+            ("errors" if self.schema_version < 2 else "error_counts"): dict(self.errors),
         }
         return {**{k: v for k, v in self.extra.items() if k not in common}, **common}
 
@@ -141,7 +144,9 @@ class RunResult:
         return cls(
             kind=str(data.get("kind", "")), service=mapping("service"), config=mapping("config"),
             metrics=mapping("metrics"), points=points, client_health=mapping("client_health"),
-            errors=mapping("errors"), extra={k: v for k, v in data.items() if k not in _COMMON},
+            errors=mapping("error_counts" if "error_counts" in data else "errors"),
+            extra={k: v for k, v in data.items()
+                   if k not in _COMMON and not (k == "errors" and int(data.get("schema_version", SCHEMA_VERSION)) < 2)},
             run_id=str(data.get("run_id", "")), started_at=str(data.get("started_at", "")),
             ended_at=str(data.get("ended_at", "")), benchctl_version=str(data.get("benchctl_version", "")),
             git_sha=str(data.get("git_sha", "")), host=str(data.get("host", "")),

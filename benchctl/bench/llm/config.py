@@ -15,6 +15,7 @@ class LlmConfig:
     backend: str = "openai"
     model: str = "sim"
     concurrency: list[int] = field(default_factory=lambda: [8])
+    concurrency_capped: bool = True  # False: an open loop whose --concurrency cap was not given (vLLM: null)
     rate: list[float] = field(default_factory=list)  # empty = closed loop
     arrival: str = "poisson"
     burstiness: float = 1.0

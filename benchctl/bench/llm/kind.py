@@ -205,6 +205,7 @@ class LlmKind(BenchKind):
                 setattr(cfg, name, values[name])
         if cfg.rate and values.get("concurrency") is None:
             cfg.concurrency = [1024]  # open loop: the rate drives the load; a generous cap
+            cfg.concurrency_capped = False
         if values.get("prompts"):
             from pathlib import Path
 
@@ -281,8 +282,7 @@ class LlmKind(BenchKind):
             except (KeyboardInterrupt, SystemExit) as exc:
                 outcome, interrupted = state.outcome(interrupted=True), exc
             records.finish(outcome.results)
-            metrics = point_metrics(cfg, outcome)
-            metrics.update({"concurrency": concurrency, "rate": rate})
+            metrics = point_metrics(cfg, outcome, concurrency, rate)
             if outcome.interrupted:
                 metrics["interrupted"] = True
             points.append(metrics)
@@ -311,25 +311,26 @@ class LlmKind(BenchKind):
                 before: dict[str, float], points: list[dict[str, Any]], writer: RunWriter,
                 interrupted: bool, server_gone: bool = False) -> RunResult:
         from benchctl.bench.llm import server_metrics as sm
-        from benchctl.bench.llm.loadgen import vllm_top_level
+        from benchctl.bench.llm import vllm_format
         from benchctl.services.server import LlmServer
 
         # After an interrupt, or when the server stopped answering, do not wait on it for its facts.
         ask = not (interrupted or server_gone)
         server = sm.metric_deltas(before, sm.scrape(url, headers)) if before and ask else {}
-        totals = {"errors": sum((sum(p["errors"].values()) for p in points), 0),
+        totals = {"failed_requests": sum((sum(p["error_counts"].values()) for p in points), 0),
                   "server_means_ms": sm.server_means(server)}
         llm_server = target.service if isinstance(target.service, LlmServer) else None
         info = {} if not ask else sm.server_info(url, target.record, target.name if llm_server else "",
                                                      llm_server.server_args if llm_server else (), headers)
-        extra = {**(vllm_top_level(cfg, points[-1]) if points else {}), "percentile_method": "linear (numpy default)",
-                 "token_count_source": dict(sum((Counter(p["token_source"]) for p in points), Counter())),
+        extra = {**vllm_format.top_level(points), "percentile_method": "linear (numpy default)",
+                 "token_count_source_all_points": dict(sum((Counter(p["token_source"]) for p in points),
+                                                           Counter())),
                  "server": info}
         result = writer.envelope(service=target.record, config=cfg.record(),
                                  metrics={"server_metrics": server, **totals}, points=points,
                                  client_health={"points": [p["client_health"] for p in points]},
-                                 errors={k: sum(p["errors"].get(k, 0) for p in points)
-                                         for k in {k for p in points for k in p["errors"]}}, extra=extra)
+                                 errors={k: sum(p["error_counts"].get(k, 0) for p in points)
+                                         for k in {k for p in points for k in p["error_counts"]}}, extra=extra)
         result.status = "interrupted" if interrupted else "complete"
         return result
 

@@ -21,6 +21,7 @@ from typing import Any
 import orjson
 
 from benchctl.bench.llm import prompts as llm_prompts
+from benchctl.bench.llm import vllm_format
 from benchctl.bench.llm.backends import BACKENDS
 from benchctl.bench.llm.config import LlmConfig
 from benchctl.bench.llm.http import Connection, Pool, RequestFailed, Target
@@ -286,8 +287,9 @@ def _ms(values: list[float]) -> dict[str, float]:
     return {k: (v * 1000 if k != "count" else v) for k, v in summarize(values).items()}
 
 
-def point_metrics(cfg: LlmConfig, outcome: PointOutcome) -> dict[str, Any]:
-    """vLLM-named metrics of one point (warm-up requests excluded) + the client's health."""
+def point_metrics(cfg: LlmConfig, outcome: PointOutcome, concurrency: int, rate: float | None) -> dict[str, Any]:
+    """One point (warm-up requests excluded): vLLM's whole result record (``vllm_format``) and benchctl's own
+    keys beside it -- the concurrency/rate, errors by type, token-count source, the client's health."""
     measured = [r for r in outcome.results if r.index >= cfg.warmup]
     ok = [r for r in measured if r.ok]
     dur = outcome.duration
@@ -318,13 +320,15 @@ def point_metrics(cfg: LlmConfig, outcome: PointOutcome) -> dict[str, Any]:
         good = [r for r in ok if all(
             (getattr(r, key) or 0.0) * 1000 <= limit for key, limit in cfg.slo.items())]
         metrics["request_goodput"] = len(good) / dur if dur else 0.0
-    metrics["errors"] = dict(Counter(r.error_type for r in measured if not r.ok))
+    metrics["error_counts"] = dict(Counter(r.error_type for r in measured if not r.ok))
     timed = [r.server_timing for r in ok if r.server_timing]
     if timed:  # Ollama's own view of each request: TTFT minus its prefill is queueing, loading and network
         metrics["server_timing_ms"] = {key: summarize([t[key] for t in timed if key in t])
                                        for key in sorted({k for t in timed for k in t})}
-    metrics["max_concurrent_requests"] = max_in_flight(measured)
+    metrics["peak_in_flight"] = max_in_flight(measured)
     metrics["warmup_excluded"] = len(outcome.results) - len(measured)
+    metrics.update({"concurrency": concurrency, "rate": rate})
+    metrics.update(vllm_format.point_record(cfg, metrics, measured, concurrency, rate))
     dispatch = [max(0.0, r.sent - r.scheduled) for r in measured if r.sent]
     metrics["client_health"] = {
         "dispatch_lag_ms": _ms(dispatch), "event_loop_lag_ms": _ms(outcome.loop_lag),
@@ -336,32 +340,14 @@ def point_metrics(cfg: LlmConfig, outcome: PointOutcome) -> dict[str, Any]:
 
 
 def max_in_flight(results: list[RequestResult]) -> int:
-    """The most requests that were in flight at once (sent, not yet ended), as vLLM's bench reports it."""
+    """The most requests in flight at once (sent, not yet ended), failed ones included: benchctl's
+    ``peak_in_flight`` (vLLM's ``max_concurrent_requests`` counts successful requests per 1-s bucket)."""
     events = sorted([(r.sent, 1) for r in results if r.sent] + [(r.end, -1) for r in results if r.sent and r.end])
     level = peak = 0
     for _, step in events:
         level += step
         peak = max(peak, level)
     return peak
-
-
-# vLLM's `vllm bench serve` result keys, copied to the top level of the run JSON from one point, so tools that
-# read vLLM result files read benchctl's too.
-VLLM_KEYS = ("completed", "failed", "duration", "total_input_tokens", "total_output_tokens", "request_throughput",
-             "request_goodput", "output_throughput", "total_token_throughput", "max_concurrent_requests")
-
-
-def vllm_top_level(cfg: LlmConfig, point: dict[str, Any]) -> dict[str, Any]:
-    out = {k: point[k] for k in VLLM_KEYS if k in point}
-    for key, value in point.items():
-        stat, _, metric = key.partition("_")
-        if metric in ("ttft_ms", "tpot_ms", "itl_ms", "e2el_ms") and (
-                stat in ("mean", "median", "std") or stat[:1] == "p"):
-            out[key] = value
-    out.update({"backend": cfg.backend, "model_id": cfg.model, "num_prompts": point["completed"] + point["failed"],
-                "request_rate": point["rate"] if point.get("rate") is not None else "inf",
-                "burstiness": cfg.burstiness, "max_concurrency": point.get("concurrency")})
-    return out
 
 
 def client_limited(metrics: dict[str, Any]) -> str:

@@ -1,4 +1,5 @@
-"""Streaming response parsers and per-request LLM metrics, with vLLM's metric names and definitions.
+"""Streaming response parsers and per-request LLM metrics, with vLLM's metric names. The definitions are
+benchctl's where they differ from vLLM's client on purpose (``vllm_format`` records vLLM's beside them):
 
 - first token = the first chunk carrying content, reasoning or tool calls -- NOT chat's role-only chunk;
 - TTFT = t_first - t_sent (and TTFT from the *scheduled* time, which keeps queueing in the client visible:
@@ -30,6 +31,7 @@ class RequestResult:
     scheduled: float
     sent: float = 0.0
     chunk_times: list[float] = field(default_factory=list)  # arrival of each token-carrying chunk
+    choice_times: list[float] = field(default_factory=list)  # arrival of every chunk with choices (vLLM's clock)
     end: float = 0.0
     prompt_tokens: int | None = None
     output_tokens: int | None = None
@@ -162,6 +164,8 @@ class OpenAIStream(_LineStream):
                 r.error_type = "stream_error"
                 continue
             choices = event.get("choices") or []
+            if choices:
+                r.choice_times.append(t)
             if any(isinstance(c, dict) and _has_token(c) for c in choices):
                 r.chunk_times.append(t)
                 r.client_chunks += 1
