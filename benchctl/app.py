@@ -15,14 +15,23 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from benchctl.commands import CommandError, ExitRepl, Registry, parse_args, split_line
+from benchctl.commands import (
+    CommandError,
+    ExitRepl,
+    HelpRequested,
+    ParsedArgs,
+    Registry,
+    did_you_mean,
+    parse_args,
+    split_line,
+)
 from benchctl.config import Settings, load_settings, state_dir
 from benchctl.errors import UserError
 from benchctl.executors import Executor, make_executor, resolve_executor_name
 from benchctl.executors.files import private_mkdir
 from benchctl.executors.process import Runner
 from benchctl.jobs import JobTable
-from benchctl.redact import redact
+from benchctl.redact import learn, redact
 from benchctl.registry import Registry as NameRegistry
 from benchctl.ui import Ui
 
@@ -122,15 +131,23 @@ class App:
     # ---- running commands ------------------------------------------------------------------------
     def onecmd(self, line: str) -> None:
         """Run one command line; raises CommandError/ExitRepl for the caller's error boundary."""
+        learn(line)  # its secrets are masked from here on, wherever they show up again
         argv = split_line(line)
         if not argv:
             return  # an empty line does nothing (never repeats the last command)
         command = self.registry.lookup(argv[0])
         if command is None:
-            raise CommandError(f"unknown command {argv[0]!r} (try 'help')")
+            raise CommandError(f"unknown command {argv[0]!r}{did_you_mean(argv[0], self.registry)} (try 'help')")
         self.jobs.sync()  # another benchctl session of this user may have started or stopped jobs
         self.show_notices()
-        command.handler(self, parse_args(self, command, argv[1:]))
+        try:
+            parsed = parse_args(self, command, argv[1:])
+        except HelpRequested as asked:  # `bench chroma --help` = `help bench chroma`
+            helper = self.registry.lookup("help")
+            assert helper is not None
+            helper.handler(self, ParsedArgs([asked.command.name, *asked.positionals[:1]]))
+            return
+        command.handler(self, parsed)
 
     def show_notices(self) -> None:
         """Problems found in the job table (damage, set-aside records, a newer version), each shown once."""
@@ -192,6 +209,19 @@ def log_file() -> Path:
     return state_dir() / "logs" / "benchctl.log"
 
 
+class _RedactingFilter(logging.Filter):
+    """benchctl's log never holds a secret: the message and any traceback are masked before they are written."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg, record.args = redact(record.getMessage()), None
+        if record.exc_info:
+            import traceback
+
+            record.exc_text = redact("".join(traceback.format_exception(*record.exc_info)).rstrip())
+            record.exc_info = None
+        return True
+
+
 def setup_logging(level: int = logging.INFO) -> None:
     """benchctl's own log (tracebacks go here, never to the screen). Tolerates an unwritable state dir."""
     path = log_file()
@@ -202,6 +232,7 @@ def setup_logging(level: int = logging.INFO) -> None:
     except OSError:
         handler = logging.NullHandler()
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.addFilter(_RedactingFilter())
     root = logging.getLogger("benchctl")
     root.handlers[:] = [handler]
     root.setLevel(level)

@@ -70,21 +70,36 @@ class BenchctlCompleter(Completer):
                     yield Completion(spec.flag, -len(current), display_meta=spec.help_text)
             return
         if len(positionals) < len(command.args):
-            yield from self._values(command.args[len(positionals)], current, ())
+            kind = command.args[len(positionals)]
+            if kind is Complete.TOPIC:  # help start <Tab>: what `start` takes
+                named = self.app.registry.lookup(positionals[0]) if positionals else None
+                topics = named.topics(self.app) if named is not None and named.topics else []
+                yield from self._values(Complete.CHOICE, current, topics)
+                return
+            yield from self._values(kind, current, ())
         elif not current:
             for spec in specs:
                 if spec.flag not in used:
                     yield Completion(spec.flag, 0, display_meta=spec.help_text)
 
     def _values(self, kind: Complete, current: str, choices: Iterable[str]) -> Iterator[Completion]:
-        if kind in (Complete.SERVICE, Complete.TARGET, Complete.TARGET_ALL, Complete.BENCH):
+        if kind is Complete.BENCH and current:  # a job id instead of the service: bench local-3
+            benched = {cls.name for cls in self.app.services if cls.bench_kind}
+            for job in reversed(self.app.jobs.all()):
+                if job.id.startswith(current) and job.service in benched and not job.state.is_final:
+                    yield Completion(job.id, -len(current), display_meta=f"{job.service} {job.state.value}")
+        if kind is Complete.BENCH:  # the same list `help bench` shows
+            from benchctl.commands.bench import bench_topics
+
+            services = {cls.name: cls.summary for cls in self.app.services}
+            kinds = {k.name: k.summary for k in self.app.bench_kinds}
+            for name in bench_topics(self.app):
+                if name.startswith(current):
+                    yield Completion(name, -len(current), display_meta=services.get(name) or kinds.get(name, ""))
+        if kind in (Complete.SERVICE, Complete.TARGET, Complete.TARGET_ALL):
             for cls in sorted(self.app.services, key=lambda c: c.name):
-                if cls.name.startswith(current) and (kind is not Complete.BENCH or cls.bench_kind):
+                if cls.name.startswith(current):
                     yield Completion(cls.name, -len(current), display_meta=cls.summary)
-        if kind is Complete.BENCH:
-            for bench in self.app.bench_kinds:
-                if bench.direct and bench.name.startswith(current) and bench.name not in self.app.services:
-                    yield Completion(bench.name, -len(current), display_meta=bench.summary)
         if kind in (Complete.JOB, Complete.TARGET, Complete.TARGET_ALL):
             for job in reversed(self.app.jobs.all()):
                 if job.id.startswith(current):

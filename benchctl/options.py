@@ -38,6 +38,7 @@ class Complete(str, Enum):
     COMMAND = "command"
     CHOICE = "choice"
     NUMBER = "number"
+    TOPIC = "topic"            # what the command named before it takes (help start SERVICE, help bench KIND)
 
 
 # ---- value parsers ---------------------------------------------------------------------------------
@@ -271,8 +272,10 @@ def suggest(word: str, options: Sequence[Option]) -> str:
     """`` (did you mean --x?)`` for a close match, else ''."""
     import difflib
 
-    close = difflib.get_close_matches(word, [o.flag for o in options], n=1)
-    return f" (did you mean {close[0]}?)" if close else ""
+    # Compared without the dashes, which every flag shares and which made "--bogus" look like "--qos".
+    names = {o.flag.lstrip("-"): o.flag for o in options}
+    close = difflib.get_close_matches(word.lstrip("-"), list(names), n=1, cutoff=0.7)
+    return f" (did you mean {names[close[0]]}?)" if close else ""
 
 
 def convert_all(options: Sequence[Option], raw: dict[str, Any], where: str) -> dict[str, Any]:

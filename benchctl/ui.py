@@ -21,7 +21,7 @@ from rich.console import Console, Group, RenderableType
 from rich.text import Text
 
 from benchctl.executors.files import private_mkdir
-from benchctl.redact import redact
+from benchctl.redact import redact, redact_html, redact_line
 
 
 class Transcript:
@@ -34,14 +34,16 @@ class Transcript:
 
     def record_input(self, prompt: str, line: str) -> None:
         """The typed line is drawn by prompt_toolkit, not by us: record it explicitly (secrets masked)."""
-        self.console.print(Text(f"{prompt}{redact(line)}", style="bold"), markup=False, highlight=False)
+        self.console.print(Text(f"{prompt}{redact_line(line)}", style="bold"), markup=False, highlight=False)
 
     def text(self) -> str:
         return self.console.export_text(clear=False)
 
     def save(self, path: Path, *, html: bool = False) -> Path:
         private_mkdir(path.parent)
-        content = self.console.export_html(clear=False) if html else self.console.export_text(clear=False)
+        # Whatever was printed (a dry-run script, a URL in a message), secrets seen this session are masked.
+        content = (redact_html(self.console.export_html(clear=False)) if html
+                   else redact(self.console.export_text(clear=False)))
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as fh:
             fh.write(content)

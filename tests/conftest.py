@@ -22,7 +22,11 @@ REPO = Path(__file__).resolve().parent.parent
 
 @pytest.fixture(autouse=True)
 def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Every test gets its own HOME, XDG dirs, benchctl home and (empty) user config."""
+    """Every test gets its own HOME, XDG dirs, benchctl home and (empty) user config -- and no secrets learned
+    by an earlier test (the redactor remembers them for the process)."""
+    from benchctl.redact import forget_all
+
+    forget_all()
     home = tmp_path / "home"
     home.mkdir()
     monkeypatch.setenv("HOME", str(home))

@@ -370,12 +370,50 @@ def test_help_lists_commands_and_services(app: App) -> None:
     assert "services: chroma" in out
 
 
-def test_help_start_lists_service_options(app: App) -> None:
+def test_help_start_lists_the_common_options_and_the_services(app: App) -> None:
     assert app.run_line("help start")
     out = output(app)
     assert out.startswith("usage: start SERVICE")
-    for flag in ("--time", "--data-dir", "--dry-run", "--recipe", "--runtime {apptainer|none}"):
+    for flag in ("--time", "--dry-run", "--recipe", "--runtime {apptainer|none}", "-h, --help"):
         assert flag in out
+    assert "--data-dir" not in out and "--api-key-env" not in out  # one service's own options are not common
+    assert "start takes: chroma, io500, llm-sim, ollama, qdrant, vllm" in out
+
+
+def test_help_start_service_lists_exactly_its_options(app: App) -> None:
+    assert app.run_line("help start chroma")
+    out = output(app)
+    assert "options for start chroma:" in out and "--data-dir" in out and "--time" in out
+    assert "--tp" not in out and "--stonewall" not in out
+    clear(app)
+    assert app.run_line("start io500 --help")  # = help start io500
+    out = output(app)
+    assert "options for start io500:" in out and "--stonewall" in out and "--data-dir" not in out
+    assert "[mdtest-easy] and [mdtest-hard] n" in out  # help text is text, not markup
+    assert "no topic 'bogus'" in fails_with(app, "help start bogus")
+
+
+def test_help_bench_target_and_dash_h_everywhere(app: App) -> None:
+    assert app.run_line("bench chroma --help")
+    out = output(app)
+    assert "options for bench chroma:" in out and "--concurrency LIST" in out and "--recall" not in out
+    assert "(default 1,4)" in out  # defaults shown from the option records
+    clear(app)
+    assert app.run_line("help bench")
+    assert "bench takes: chroma, io500, llm-sim, ollama, qdrant, vllm, llm, vector" in output(app)
+    for line in ("status -h", "check --help", "logs -h", "save --help", "help -h"):
+        clear(app)
+        assert app.run_line(line), line
+        assert output(app).startswith("usage: "), line
+
+
+def test_unknown_commands_and_options_suggest_only_close_matches(app: App) -> None:
+    assert "did you mean 'start'?" in fails_with(app, "strat chroma")
+    assert "did you mean 'status'?" in fails_with(app, "stauts")
+    assert "did you mean 'check'?" in fails_with(app, "chek")
+    assert "did you mean" not in fails_with(app, "xyzzy")
+    assert "did you mean" not in fails_with(app, "start chroma --bogus")  # not --qos
+    assert "did you mean --concurrency?" in fails_with(app, "bench chroma --concurency 4")
 
 
 def test_help_alias_and_unknown(app: App) -> None:

@@ -9,7 +9,7 @@ import pytest
 from prompt_toolkit.history import InMemoryHistory
 
 from benchctl.history import RedactingFileHistory, make_history
-from benchctl.redact import MASK, has_secret, redact
+from benchctl.redact import MASK, has_secret, redact, redact_line
 
 HF = "hf_AbCdEfGhIjKlMnOpQrStUvWxYz0123456789"
 
@@ -48,14 +48,14 @@ NORMAL_LINES = [
 @pytest.mark.parametrize(("line", "masked"), SECRET_LINES, ids=[m for _, m in SECRET_LINES])
 def test_secret_detected_and_masked(line: str, masked: str) -> None:
     assert has_secret(line)
-    assert redact(line) == masked
-    assert MASK in redact(line)
+    assert redact_line(line) == masked
+    assert MASK in redact_line(line)
 
 
 @pytest.mark.parametrize("line", SECRET_LINES, ids=[m for _, m in SECRET_LINES])
 def test_secret_value_does_not_survive(line: tuple[str, str]) -> None:
     text, _ = line
-    out = redact(text)
+    out = redact_line(text)
     for secret in (HF, "hunter2", "sk-live-123", "sk-1"):
         if secret in text:
             assert secret not in out
@@ -68,18 +68,18 @@ def test_normal_lines_untouched(line: str) -> None:
 
 
 def test_case_insensitive() -> None:
-    assert redact("--HF-TOKEN abc") == f"--HF-TOKEN {MASK}"
-    assert redact("Password=abc") == f"Password={MASK}"
+    assert redact_line("--HF-TOKEN abc") == f"--HF-TOKEN {MASK}"
+    assert redact_line("Password=abc") == f"Password={MASK}"
 
 
 def test_several_secrets_on_one_line() -> None:
-    out = redact(f"--hf-token {HF} --api-key=k2 PASSWORD=p3")
+    out = redact_line(f"--hf-token {HF} --api-key=k2 PASSWORD=p3")
     assert out == f"--hf-token {MASK} --api-key={MASK} PASSWORD={MASK}"
 
 
 def test_redact_is_idempotent() -> None:
     for line, masked in SECRET_LINES:
-        assert redact(redact(line)) == masked
+        assert redact_line(redact_line(line)) == masked
 
 
 # ---- history ----------------------------------------------------------------------------------------
@@ -154,4 +154,4 @@ def test_llm_options_that_mention_tokens_are_not_secrets(line: str) -> None:
 ])
 def test_more_secret_forms(line: str, secret: str) -> None:
     assert has_secret(line)
-    assert secret not in redact(line)
+    assert secret not in redact_line(line)

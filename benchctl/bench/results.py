@@ -30,6 +30,7 @@ from typing import IO, Any
 
 from benchctl import __version__
 from benchctl.executors.files import private_mkdir
+from benchctl.redact import mask_learned, redact_value
 
 # 2: failures counted by type moved from "errors" to "error_counts" ("errors" is the LLM kind's vLLM-shaped list
 # of one error text per request); a schema-1 run.json still loads and is written back as it was.
@@ -233,7 +234,7 @@ class RunWriter:
     FLUSH_EVERY = 1.0
 
     def request(self, record: Mapping[str, Any]) -> None:
-        line = json.dumps(record, separators=(",", ":"))
+        line = mask_learned(json.dumps(record, separators=(",", ":")))
         with self._lock:
             if self._requests.closed or self.write_error:
                 return
@@ -285,14 +286,15 @@ class RunWriter:
             self.stamp(result)
         if self.write_error is not None:
             result.extra["requests_incomplete"] = f"{self.write_error.strerror}: requests.jsonl is incomplete"
-        text = json.dumps(result.to_dict(), indent=1, default=str)
+        # Secrets typed on the command line (a URL's password, a token-shaped value) never reach a result file.
+        text = json.dumps(redact_value(result.to_dict()), indent=1, default=str)
         path = self.dir / "run.json"
         _write_atomic(path, text)  # 0600, in a 0700 folder
         if extra_output is not None:
             extra_output.parent.mkdir(parents=True, exist_ok=True)
             _write_atomic(extra_output, text)
         if result.points:
-            flat = [_flatten(p.to_dict()) for p in result.points]
+            flat = [_flatten(redact_value(p.to_dict())) for p in result.points]  # type: ignore[arg-type]
             fields = list(dict.fromkeys(k for row in flat for k in row))
             buf = io.StringIO()
             writer = csv.DictWriter(buf, fieldnames=fields)

@@ -27,6 +27,14 @@ class ExitRepl(Exception):
     """Raised by ``exit``/``quit`` to leave the loop."""
 
 
+class HelpRequested(Exception):
+    """``--help``/``-h`` on a command line: show that command's help (for the service or kind named before it)."""
+
+    def __init__(self, command: Command, positionals: Sequence[str]) -> None:
+        super().__init__(command.name)
+        self.command, self.positionals = command, list(positionals)
+
+
 @dataclass(frozen=True)
 class Command:
     """One shell command."""
@@ -39,8 +47,12 @@ class Command:
     options: tuple[Option, ...] = ()
     aliases: tuple[str, ...] = ()
     min_args: int = 0
-    # For commands whose options depend on the positional words (start SERVICE → that service's options).
+    # For commands whose options depend on the positional words (start SERVICE → that service's options):
+    # called with no words, it gives the options common to every topic.
     options_for: Callable[[App, Sequence[str]], tuple[Option, ...]] | None = None
+    # The words ``options_for`` knows (services for start; services and direct kinds for bench): help and
+    # completion list them, and ``help start NAME`` refuses a NAME not among them.
+    topics: Callable[[App], list[str]] | None = None
 
     def all_options(self, app: App, positionals: Sequence[str]) -> tuple[Option, ...]:
         extra = self.options_for(app, positionals) if self.options_for else ()
@@ -84,6 +96,15 @@ class Registry:
         return list(self._commands)
 
 
+def did_you_mean(word: str, registry: Registry) -> str:
+    """`` (did you mean 'status'?)`` for a close misspelling of a command name, else ""."""
+    import difflib
+
+    names = [n for c in registry for n in (c.name, *c.aliases)]
+    close = difflib.get_close_matches(word, names, n=1, cutoff=0.75)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
 def split_line(line: str) -> list[str]:
     try:
         return shlex.split(line, comments=False)
@@ -108,6 +129,8 @@ def parse_args(app: App, command: Command, argv: Sequence[str]) -> ParsedArgs:
             # Options of `start` and `bench` depend on the service named before them.
             options = command.all_options(app, parsed.positionals)
             opt = find_option(options, flag)
+            if opt is None and flag in ("--help", "-h"):
+                raise HelpRequested(command, parsed.positionals)
             if opt is None:
                 raise CommandError(f"{command.name}: unknown option {flag}{suggest(flag, options)} "
                                    f"(see 'help {command.name}')")
@@ -141,5 +164,5 @@ def parse_args(app: App, command: Command, argv: Sequence[str]) -> ParsedArgs:
     return parsed
 
 
-__all__ = ["Command", "CommandError", "Complete", "ExitRepl", "Option", "ParsedArgs", "Registry", "parse_args",
-           "split_line"]
+__all__ = ["Command", "CommandError", "Complete", "ExitRepl", "HelpRequested", "Option", "ParsedArgs", "Registry",
+           "did_you_mean", "parse_args", "split_line"]

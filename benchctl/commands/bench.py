@@ -18,6 +18,7 @@ from benchctl.options import Complete, Option, integer
 
 if TYPE_CHECKING:
     from benchctl.app import App
+    from benchctl.jobs import Job
     from benchctl.services.base import SlurmServer
 
 # Options of a service target: which job, and how long to wait for it.
@@ -30,11 +31,13 @@ TARGET_OPTIONS: tuple[Option, ...] = (
 
 
 def resolve_kind(app: App, target: str) -> tuple[BenchKind, type[SlurmServer] | None]:
-    """The bench kind for ``target`` (a service, or a kind run against a URL) and the service class."""
-    cls = app.services.get(target)
+    """The bench kind for ``target`` (a service, a tracked job id, or a kind run against a URL) and the service
+    class."""
+    job = app.jobs.get(target)
+    cls = app.services.get(job.service if job is not None else target)
     if cls is not None:
         if not cls.bench_kind:
-            raise CommandError(f"{target} has no benchmark client yet")
+            raise CommandError(f"{cls.name} has no benchmark client yet")
         kind = app.bench_kinds.get(cls.bench_kind)
         if kind is None:
             raise CommandError(f"{target}: bench kind {cls.bench_kind!r} is not registered")
@@ -49,7 +52,7 @@ def resolve_kind(app: App, target: str) -> tuple[BenchKind, type[SlurmServer] | 
 def bench_options(app: App, positionals: Sequence[str]) -> tuple[Option, ...]:
     """The options of ``bench TARGET``: the kind's, the target's, and a batch run's start options."""
     if not positionals:
-        return ()
+        return COMMON_OPTIONS
     try:
         kind, cls = resolve_kind(app, positionals[0])
     except CommandError:
@@ -60,6 +63,12 @@ def bench_options(app: App, positionals: Sequence[str]) -> tuple[Option, ...]:
         return COMMON_OPTIONS + kind.options + kind.direct_options
     start = cls.start_options() if issubclass(cls, BatchRun) else ()
     return COMMON_OPTIONS + TARGET_OPTIONS + kind.options + kind.service_options + start
+
+
+def bench_topics(app: App) -> list[str]:
+    """What ``bench`` takes: services with a benchmark, and the kinds that run against a URL."""
+    names = [cls.name for cls in app.services if cls.bench_kind]
+    return sorted(names) + sorted(k.name for k in app.bench_kinds if k.direct and k.name not in names)
 
 
 def service_target(app: App, name: str, args: ParsedArgs) -> BenchTarget:
@@ -83,13 +92,7 @@ def service_target(app: App, name: str, args: ParsedArgs) -> BenchTarget:
         job = wait_for(app, job, wait_timeout(app, args.get("timeout"), factor=8))
         return BenchTarget(name=name, job=job, service=service,
                            record={"name": name, "job_id": job.id, "nodes": job.host or job.nodes})
-    jobs = resolve_jobs(app, args.get("job") or name, manage=True)
-    if jobs[0].service != name:
-        raise CommandError(f"job {jobs[0].id} is a {jobs[0].service} job, not {name}")
-    jobs = [j for j in refresh(app, jobs) if not j.state.is_final]
-    if not jobs:
-        raise CommandError(f"no active {name} job to benchmark (start one with 'start {name}')")
-    job = jobs[-1]
+    job = pick_server_job(app, name, args.get("job"))
     from benchctl.services import ServiceError
 
     try:
@@ -111,6 +114,30 @@ def service_target(app: App, name: str, args: ParsedArgs) -> BenchTarget:
               "model": job.options.get("model", ""), "options": dict(job.options)}
     return BenchTarget(name=name, url=endpoint.url, job=job, service=service, record=record,
                        headers=service.credentials(job))
+
+
+def pick_server_job(app: App, name: str, wanted: str | None) -> Job:
+    """The job ``bench NAME`` measures: ``wanted`` (--job, or the job id given instead of the service), else
+    the newest job of the service that is ready, else the newest one still starting (it is waited for). Says
+    which when there is a choice."""
+    if wanted:
+        job = refresh(app, resolve_jobs(app, wanted, manage=True))[0]
+        if job.service != name:
+            raise CommandError(f"job {job.id} is a {job.service} job, not {name}")
+        if job.state.is_final:
+            raise CommandError(f"{job.label} has ended ({job.state.value}); 'status' lists the running jobs")
+        return job
+    jobs = [j for j in refresh(app, resolve_jobs(app, name, active_only=True, manage=True)) if not j.state.is_final]
+    if not jobs:
+        raise CommandError(f"no active {name} job to benchmark (start one with 'start {name}')")
+    jobs.sort(key=lambda j: j.submitted_at)
+    ready = [j for j in jobs if j.ready]
+    job = (ready or jobs)[-1]
+    if len(jobs) > 1:
+        why = "the newest ready one" if ready else "none is ready yet: the newest"
+        others = ", ".join(j.id for j in jobs if j is not job)
+        app.ui.info(f"bench {name}: job {job.id} ({why}; also running: {others}; --job ID picks another)")
+    return job
 
 
 class UiProgress:
@@ -140,6 +167,8 @@ def cmd_bench(app: App, args: ParsedArgs) -> None:
     from benchctl.bench.results import RunWriter
 
     kind, cls = resolve_kind(app, args.positionals[0])
+    if cls is not None and app.jobs.get(args.positionals[0]) is not None and not args.get("job"):
+        args.opts["job"] = args.positionals[0]  # `bench JOBID` = `bench SERVICE --job JOBID`
     values = {o.dest: args.get(o.dest) for o in bench_options(app, args.positionals) if args.get(o.dest) is not None}
     try:
         config = kind.config(values)  # checked before anything waits or is submitted
@@ -183,5 +212,6 @@ def cmd_bench(app: App, args: ParsedArgs) -> None:
 
 
 def register(registry: Registry) -> None:
-    registry.add(Command("bench", cmd_bench, "bench SERVICE [options] | bench llm|vector --url URL [options]",
-                         "benchmark a ready service", (Complete.BENCH,), min_args=1, options_for=bench_options))
+    registry.add(Command("bench", cmd_bench, "bench SERVICE|JOBID [options] | bench llm|vector --url URL [options]",
+                         "benchmark a ready service", (Complete.BENCH,), min_args=1, options_for=bench_options,
+                         topics=bench_topics))

@@ -6,7 +6,7 @@ import getpass
 import os
 import time
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from rich.table import Table
 from rich.text import Text
@@ -17,6 +17,7 @@ from benchctl.executors.base import ExecutorError
 from benchctl.executors.files import tail_lines
 from benchctl.jobs import Job
 from benchctl.options import Complete, Option, integer, path
+from benchctl.redact import secrets_in
 from benchctl.services.server import Server
 from benchctl.slurm.states import JobState
 
@@ -30,7 +31,11 @@ _STATE_STYLE = {JobState.RUNNING: "green", JobState.PENDING: "yellow", JobState.
 
 def start_options(app: App, positionals: Sequence[str]) -> tuple[Option, ...]:
     """The options of ``start SERVICE``: the service's own and the common ones."""
-    cls = app.services.get(positionals[0]) if positionals else None
+    if not positionals:
+        from benchctl.services.options import COMMON_OPTIONS
+
+        return COMMON_OPTIONS
+    cls = app.services.get(positionals[0])
     return cls.start_options() if cls is not None else ()
 
 
@@ -39,6 +44,12 @@ def cmd_start(app: App, args: ParsedArgs) -> None:
     """Submit a service as a Slurm job. --dry-run prints the batch script and submits nothing."""
     service = app.service(args.positionals[0])
     values = start_values(app, service, args)
+    refuse_secrets(service.name, values)
+    running = [j for j in app.jobs.all() if j.service == service.name and not j.state.is_final
+               and j.executor == app.executor_name]
+    if running and not args.get("dry_run"):
+        app.ui.info(f"note: {service.name} already runs as " + ", ".join(f"{j.id} ({j.state.value})" for j in running)
+                    + "; this starts another (bench and check take a job id to choose)")
     from benchctl.templates import TemplateError
 
     try:
@@ -55,6 +66,19 @@ def cmd_start(app: App, args: ParsedArgs) -> None:
     app.ui.success(f"submitted {service.name} as job {job.id} ({where or 'local'}; runtime {values['runtime']})")
     app.ui.info(f"  logs in {job.run_dir}")
     app.ui.info(f"  next: 'check {service.name} --wait' waits until it is ready")
+
+
+def refuse_secrets(name: str, values: dict[str, Any]) -> None:
+    """A secret in a start value would be written into the job script (readable by the admins, kept with the
+    job's files): refuse it and say how to pass it instead."""
+    for key, value in values.items():
+        if isinstance(value, str) and secrets_in(value):
+            flag = "--" + key.replace("_", "-")
+            raise CommandError(
+                f"start {name}: {flag} holds a secret (an API key, token or password), which would be written into "
+                "the job script. benchctl gives every server job a key of its own ('check' says how to reach it; "
+                "--no-auth turns that off); pass your own secrets by the NAME of an environment variable that "
+                "holds them (--hf-token-env, --api-key-env).")
 
 
 # ---- check ---------------------------------------------------------------------------------------
@@ -110,8 +134,8 @@ def describe(app: App, job: Job, *, cached: bool = False) -> None:
 
 def cmd_check(app: App, args: ParsedArgs) -> None:
     """Show Slurm state, node, endpoint, readiness and the tunnel command; --wait blocks until ready."""
-    if args.positionals:
-        jobs = resolve_jobs(app, args.positionals[0], manage=bool(args.get("wait")))
+    if args.positionals:  # a service: all its active jobs (else its latest)
+        jobs = resolve_jobs(app, args.positionals[0], active_only=True, manage=bool(args.get("wait")))
     else:
         mine = [j for j in app.jobs.all() if j.executor == app.executor_name]
         jobs = [j for j in mine if not j.state.is_final] or mine[-1:]
@@ -280,7 +304,7 @@ def register(registry: Registry) -> None:
                          (Option("--dry-run", "print the batch script, submit nothing", None),
                           Option("--recipe", "YAML file with start options", path, metavar="FILE",
                                  complete=Complete.PATH)),
-                         min_args=1, options_for=start_options))
+                         min_args=1, options_for=start_options, topics=lambda app: sorted(app.services.names())))
     registry.add(Command("check", cmd_check, "check [SERVICE|JOBID] [--wait [--timeout S]]",
                          "state, node, endpoint, readiness, tunnel hint", target,
                          (Option("--wait", "block until ready (or failed)", None),

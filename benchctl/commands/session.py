@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -9,43 +10,55 @@ from typing import TYPE_CHECKING
 from rich.table import Table
 from rich.text import Text
 
-from benchctl.commands import Command, CommandError, ExitRepl, ParsedArgs, Registry
+from benchctl.commands import Command, CommandError, ExitRepl, ParsedArgs, Registry, did_you_mean
 from benchctl.options import Complete, Option
+from benchctl.redact import redact_line
 
 if TYPE_CHECKING:
     from benchctl.app import App
 
 
 def cmd_help(app: App, args: ParsedArgs) -> None:
-    """List commands, or describe one command and its options."""
+    """List commands, or describe one command and its options: 'help start vllm' and 'help bench chroma' list
+    exactly the options that apply to that service (or benchmark), with their defaults."""
     if not args.positionals:
         table = Table(show_edge=False, show_header=False, box=None, padding=(0, 2))
         for command in app.registry:
-            table.add_row(Text(command.usage, style="bold"), command.summary)
+            table.add_row(Text(command.usage, style="bold"), Text(command.summary))
         app.ui.renderable(table)
-        app.ui.info("services: " + ", ".join(app.services.names()) + "    ('help CMD' for details)")
+        app.ui.text("services: " + ", ".join(app.services.names()) + "    ('help CMD' for details, or CMD --help)")
         return
     found = app.registry.lookup(args.positionals[0])
     if found is None:
-        raise CommandError(f"no command {args.positionals[0]!r} (try 'help')")
+        word = args.positionals[0]
+        raise CommandError(f"no command {word!r}{did_you_mean(word, app.registry)} (try 'help')")
     command = found
+    topic = args.positionals[1] if len(args.positionals) > 1 else ""
+    topics = command.topics(app) if command.topics else []
+    if topic and topic not in topics:
+        known = f": {', '.join(topics)}" if topics else ""
+        raise CommandError(f"help {command.name}: no topic {topic!r}{known}")
     app.ui.print(Text(f"usage: {command.usage}", style="bold"))
-    doc = (command.handler.__doc__ or command.summary).strip()
-    app.ui.text(doc)
+    app.ui.text(inspect.cleandoc(command.handler.__doc__ or command.summary))
     if command.aliases:
         app.ui.text(f"aliases: {', '.join(command.aliases)}")
-    options = list(command.options)
-    if command.options_for is not None and command.name == "start":
-        for name in app.services.names():
-            options.extend(o for o in command.all_options(app, [name]) if o.flag not in {x.flag for x in options})
+    options = list(command.all_options(app, [topic] if topic else []))
     if options:
-        table = Table(show_edge=False, show_header=False, box=None, padding=(0, 2))
-        for opt in options:
-            flags = f"{opt.short}, {opt.flag}" if opt.short else opt.flag
-            value = f" {opt.value_name}" if opt.value_name else ""
-            # Text, not markup: help such as "[ior-easy] transferSize" must print its brackets.
-            table.add_row(Text(f"  {flags}{value}"), Text(opt.help_text))
-        app.ui.renderable(table)
+        app.ui.text(f"options for {command.name} {topic}:" if topic else
+                    ("common options:" if topics else "options:"))
+        _option_table(app, options)
+    if topics and not topic:
+        app.ui.text(f"{command.name} takes: {', '.join(topics)}    ('help {command.name} NAME' lists its options)")
+
+
+def _option_table(app: App, options: list[Option]) -> None:
+    table = Table(show_edge=False, show_header=False, box=None, padding=(0, 2))
+    for opt in [*options, Option("--help", "this help", None, short="-h")]:
+        flags = f"{opt.short}, {opt.flag}" if opt.short else opt.flag
+        value = f" {opt.value_name}" if opt.value_name else ""
+        # Text, not markup: help such as "[ior-easy] transferSize" must print its brackets.
+        table.add_row(Text(f"  {flags}{value}"), Text(opt.help_text))
+    app.ui.renderable(table)
 
 
 def cmd_history(app: App, args: ParsedArgs) -> None:
@@ -58,7 +71,7 @@ def cmd_history(app: App, args: ParsedArgs) -> None:
     width = len(str(len(app.history_strings)))
     start = len(app.history_strings) - len(lines) + 1
     for i, line in enumerate(lines, start):
-        app.ui.text(f"{i:>{width}}  {line}")
+        app.ui.text(f"{i:>{width}}  {redact_line(line)}")  # this session's lines are in memory unmasked
 
 
 def cmd_save(app: App, args: ParsedArgs) -> None:
@@ -102,7 +115,8 @@ def cmd_exit(app: App, args: ParsedArgs) -> None:
 
 
 def register(registry: Registry) -> None:
-    registry.add(Command("help", cmd_help, "help [COMMAND]", "list commands or describe one", (Complete.COMMAND,)))
+    registry.add(Command("help", cmd_help, "help [COMMAND [SERVICE|KIND]]", "list commands or describe one",
+                         (Complete.COMMAND, Complete.TOPIC)))
     registry.add(Command("history", cmd_history, "history [N]", "show recent commands", (Complete.NUMBER,)))
     registry.add(Command("save", cmd_save, "save [PATH] [--html]", "save the session transcript",
                          (Complete.PATH,), (Option("--html", "also write an HTML transcript", None),)))
