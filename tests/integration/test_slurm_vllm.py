@@ -104,7 +104,8 @@ def test_real_vllm_start_check_bench_stop(slurm_config: Path, vllm_venv: Path, t
         # When its API process falls behind the engine, vLLM merges a request's pending tokens into one SSE
         # event (RequestOutputCollector): under load on 2 shared cores a whole answer may come as one chunk.
         assert 0 < p["median_ttft_ms"] <= p["median_e2el_ms"]
-    assert run["points"][0]["median_tpot_ms"] > 0  # one user: tokens stream one by one
+    # One user: tokens stream (at least some requests in several chunks, even when the shared cores are busy).
+    assert run["points"][0]["max_tpot_ms"] > 0
     # The server's own counters saw exactly the tokens the client measured.
     server = run["metrics"]["server_metrics"]
     assert served_counter(server, "vllm:generation_tokens_total") == 2 * 12 * 24, server
