@@ -96,7 +96,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         run_repl(app)
         return 0
     finally:  # also on Ctrl-C and crashes: the transcript survives
-        app.autosave()
+        app.autosave(one_shot=not interactive)
 
 
 if __name__ == "__main__":

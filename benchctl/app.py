@@ -10,12 +10,13 @@ import logging
 import os
 import secrets
 import sys
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from benchctl.commands import (
+    AlreadyReported,
     CommandError,
     ExitRepl,
     HelpRequested,
@@ -42,6 +43,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 PROMPT = "benchctl> "
+# Commands that change nothing (no job, no result): a one-shot `benchctl status` leaves no session folder.
+READ_ONLY = frozenset({"help", "history", "status", "check", "logs", "config", "save", "exit", "source"})
 
 
 class App:
@@ -65,11 +68,18 @@ class App:
         self._bench_kinds: NameRegistry[BenchKind] | None = None
         self.history_strings: list[str] = []  # set by the REPL; `history` reads it
         self.last_failed = False
+        self.saved_to: dict[Path, bool] = {}  # transcripts `save` wrote (path -> with HTML): autosave refreshes them
+        self.changed = False  # a command that changes jobs or results ran: a one-shot run keeps its transcript
+        self.sourcing = 0  # nesting depth of `source FILE`
+        # Asks the user yes/no; the REPL sets a real question, batch modes (scripts) never ask: yes.
+        self.confirm: Callable[[str], bool] = lambda question: True
         from benchctl.commands.bench import register as register_bench_commands
+        from benchctl.commands.jobs import register as register_job_commands
         from benchctl.commands.services import register as register_service_commands
         from benchctl.commands.session import register as register_session_commands
 
         register_service_commands(self.registry)
+        register_job_commands(self.registry)
         register_bench_commands(self.registry)
         register_session_commands(self.registry)
 
@@ -147,6 +157,8 @@ class App:
             assert helper is not None
             helper.handler(self, ParsedArgs([asked.command.name, *asked.positionals[:1]]))
             return
+        if command.name not in READ_ONLY:
+            self.changed = True
         command.handler(self, parsed)
 
     def show_notices(self) -> None:
@@ -164,6 +176,8 @@ class App:
             raise
         except KeyboardInterrupt:
             self.ui.error("cancelled")
+        except AlreadyReported:
+            pass
         except UserError as exc:  # commands, services, executors, config, bench kinds: one line
             self.ui.error(str(exc))
         except OSError as exc:  # a full disk, a folder without permission: say which, as such
@@ -194,9 +208,24 @@ class App:
                     break
         return failures
 
-    def autosave(self) -> Path | None:
-        """Save the transcript into the session directory (on exit, EOF and crashes)."""
+    def autosave(self, *, one_shot: bool = False) -> Path | None:
+        """Save the transcript into the session directory (on exit, EOF and crashes), and refresh every
+        transcript `save` wrote earlier (its HTML and job list too). A one-shot run that changed nothing
+        (``benchctl status``) keeps no session folder."""
+        import json
+
         if not self.ui.transcript.text().strip():
+            return None
+        for target, html in self.saved_to.items():
+            try:
+                self.ui.transcript.save(target)
+                if html:
+                    self.ui.transcript.save(target.with_suffix(".html"), html=True)
+                jobs = target.with_name(target.stem + "-jobs.json")
+                jobs.write_text(json.dumps([j.to_dict() for j in self.jobs.all()], indent=1))
+            except OSError as exc:
+                log.warning("refreshing %s failed: %s", target, exc)
+        if one_shot and not self.changed:
             return None
         try:
             return self.ui.transcript.save(self.session_dir / "transcript.txt")

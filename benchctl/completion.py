@@ -115,5 +115,10 @@ class BenchctlCompleter(Completer):
                 if choice.startswith(current):
                     yield Completion(choice, -len(current))
         if kind is Complete.PATH:
+            # The whole word is replaced (not only its last part appended): a directory gets its "/" so the next
+            # Tab goes on inside it, and "~/" stays as typed.
             sub = Document(current, len(current))
-            yield from self._paths.get_completions(sub, CompleteEvent(completion_requested=True))
+            for c in self._paths.get_completions(sub, CompleteEvent(completion_requested=True)):
+                shown = c.display_text
+                word = current[:len(current) + c.start_position] + c.text + ("/" if shown.endswith("/") else "")
+                yield Completion(word, -len(current), display=shown)

@@ -23,6 +23,28 @@ from rich.text import Text
 from benchctl.executors.files import private_mkdir
 from benchctl.redact import redact, redact_html, redact_line
 
+# rich's page, but long lines wrap in the browser (pre-wrap) instead of running off to the right, and box
+# lines sit tight (line-height 1.2) so a table's header rule does not read as an empty row.
+HTML_FORMAT = """<!DOCTYPE html>
+<html>
+<head>
+<meta charset="UTF-8">
+<style>
+{stylesheet}
+body {{
+    color: {foreground};
+    background-color: {background};
+}}
+pre {{ white-space: pre-wrap; overflow-wrap: anywhere; line-height: 1.2; }}
+</style>
+</head>
+<body>
+    <pre style="font-family:Menlo,'DejaVu Sans Mono',consolas,'Courier New',monospace"><code
+        style="font-family:inherit">{code}</code></pre>
+</body>
+</html>
+"""
+
 
 class Transcript:
     """Records everything shown in a session; exports text and HTML without clearing the record."""
@@ -42,7 +64,7 @@ class Transcript:
     def save(self, path: Path, *, html: bool = False) -> Path:
         private_mkdir(path.parent)
         # Whatever was printed (a dry-run script, a URL in a message), secrets seen this session are masked.
-        content = (redact_html(self.console.export_html(clear=False)) if html
+        content = (redact_html(self.console.export_html(clear=False, code_format=HTML_FORMAT)) if html
                    else redact(self.console.export_text(clear=False)))
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as fh:

@@ -137,7 +137,9 @@ def test_no_jobs_tracked(app: App) -> None:
 def test_help_offers_command_names(app: App) -> None:
     assert sorted(completions(app, "help st")) == ["start", "status", "stop"]
     assert "save" in completions(app, "help ")
-    assert completions(app, "help start ") == []  # help takes one argument
+    assert completions(app, "help start ") == ["chroma", "io500", "llm-sim", "ollama", "qdrant", "vllm"]
+    assert "vector" in completions(app, "help bench ") and completions(app, "help status ") == []
+    assert completions(app, "help start vllm ") == []  # help takes two words at most
 
 
 def test_save_completes_paths(app: App, tmp_path: Path) -> None:
@@ -146,7 +148,7 @@ def test_save_completes_paths(app: App, tmp_path: Path) -> None:
     (tmp_path / "beta.txt").write_text("x")
     text = f"save {tmp_path}/al"
     got = {applied(text, c) for c in raw_completions(app, text)}
-    assert got == {f"save {tmp_path}/alpha.txt", f"save {tmp_path}/alpine"}
+    assert got == {f"save {tmp_path}/alpha.txt", f"save {tmp_path}/alpine/"}  # a directory keeps its "/"
     assert "--html" in completions(app, f"save {tmp_path}/t.txt --")
 
 
@@ -154,7 +156,7 @@ def test_save_expands_home(app: App) -> None:
     home = Path.home()  # the isolated test HOME
     (home / "transcripts").mkdir()
     text = "save ~/tra"
-    assert {applied(text, c) for c in raw_completions(app, text)} == {"save ~/transcripts"}
+    assert {applied(text, c) for c in raw_completions(app, text)} == {"save ~/transcripts/"}
 
 
 def test_unknown_command_yields_nothing(with_jobs: App) -> None:
@@ -164,6 +166,6 @@ def test_unknown_command_yields_nothing(with_jobs: App) -> None:
 
 
 def test_commands_without_arguments_offer_only_their_options(app: App) -> None:
-    assert completions(app, "status ") == ["--all"]
+    assert completions(app, "status ") == ["--all", "--watch", "--json"]
     assert completions(app, "config ") == []
     assert completions(app, "exit ") == []

@@ -127,7 +127,7 @@ def completions(app: App, text: str) -> list[str]:
 def test_new_service_in_help_completion_and_dry_run(ext_app: App) -> None:
     assert ext_app.run_line("help")
     assert "echo" in out(ext_app).split("services:", 1)[1]
-    assert ext_app.run_line("help start")
+    assert ext_app.run_line("help start echo")
     assert "--greeting" in out(ext_app) and "what the script says (default hi)" in out(ext_app)
     assert "echo" in completions(ext_app, "start e")
     assert completions(ext_app, "start echo --gr") == ["--greeting"]

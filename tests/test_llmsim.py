@@ -338,7 +338,7 @@ def test_script_shape(tmp_path: Path) -> None:
     opts = sbatch_options(none)
     assert opts["job-name"] == "benchctl-llm-sim" and opts["cpus-per-task"] == "2" and "gres" not in opts
     assert f"export PATH={HOST_BIN_DIR}:" in none
-    assert ('python3 -u -m benchctl.llmsim --host 0.0.0.0 --port "$PORT" --model="$MODEL" --ttft-ms 50 '
+    assert ('python3 -u -m benchctl.llmsim --host 127.0.0.1 --port "$PORT" --model="$MODEL" --ttft-ms 50 '
             "--itl-ms 10 --output-tokens 128 --tokens-per-chunk 1 --max-concurrency 256 --error-rate 0 "
             "--disconnect-rate 0 --api-key-env BENCHCTL_API_KEY &") in none  # the job's own key, by name
     assert "_bc_http_ok /health" in none

@@ -398,7 +398,7 @@ def test_job_pulls_the_model_then_is_ready(tmp_path: Path, ollama_on_path: Path,
         assert info.markers["MODEL"] == "llama3.2"
         assert info.markers["MODEL_PULLED"] == ("no" if present else "yes")
         seen = calls(models_dir)
-        assert seen[0] == {"argv": ["serve"], "host": f"0.0.0.0:{job.port}", "parallel": "3"}
+        assert seen[0] == {"argv": ["serve"], "host": f"127.0.0.1:{job.port}", "parallel": "3"}  # local: this machine
         clients = seen[1:]
         assert [c["argv"] for c in clients] == ([["list"]] if present else [["list"], ["pull", "--", "llama3.2"]])
         assert {c["host"] for c in clients} == {f"127.0.0.1:{job.port}"}

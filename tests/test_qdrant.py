@@ -126,7 +126,8 @@ def test_qdrant_is_configured_through_its_environment_from_a_writable_dir(tmp_pa
     script = render(tmp_path, runtime)
     for line in ('export QDRANT__STORAGE__STORAGE_PATH="$DATA_DIR/storage"',
                  'export QDRANT__STORAGE__SNAPSHOTS_PATH="$DATA_DIR/snapshots"',
-                 "export QDRANT__SERVICE__HOST=0.0.0.0", 'export QDRANT__SERVICE__HTTP_PORT="$PORT"',
+                 f"export QDRANT__SERVICE__HOST={'127.0.0.1' if runtime == 'none' else '0.0.0.0'}",
+                 'export QDRANT__SERVICE__HTTP_PORT="$PORT"',
                  'export QDRANT__SERVICE__GRPC_PORT="$GRPC_PORT"', "export QDRANT__TELEMETRY_DISABLED=true",
                  'mkdir -p "$DATA_DIR/storage" "$DATA_DIR/snapshots"'):
         assert f"\n{line}\n" in script, line

@@ -46,8 +46,12 @@ def service_for(name: str, tmp_path: Path, runtime: str, images: dict[str, str] 
     """Service ``name`` on the profile and executor of ``runtime`` (apptainer: meluxina + slurm; none: local),
     with pinned images and a fake host bin dir, as every template test renders it."""
     profile, executor = RUNTIMES[runtime]
+    from benchctl.executors.slurm import SlurmExecutor
+    from tests.fakes import FakeSlurm
+
+    runner: Any = SlurmExecutor(FakeSlurm()) if executor == "slurm" else LocalExecutor(tmp_path / "local-state")
     ctx = ServiceContext(settings=load_settings(executor=executor, profile=profile),
-                         executor=LocalExecutor(tmp_path / "local-state"), jobs=JobTable(None), renderer=Renderer(),
+                         executor=runner, jobs=JobTable(None), renderer=Renderer(),
                          images=images or {}, host_bin_dir=host_bin_dir)
     return SERVICES[name](ctx)
 
@@ -146,7 +150,8 @@ def test_none_script_runs_chroma_on_the_host(tmp_path: Path) -> None:
     assert "apptainer" not in script
     assert "module load" not in script
     assert "DATA_DIR=/home/u/benchctl/scratch/benchctl/chroma/chroma-X" in script
-    assert re.search(r'^chroma run --host 0\.0\.0\.0 --port "\$PORT" --path "\$DATA_DIR" &$', script, re.M)
+    # run by the local executor: bound to this machine only
+    assert re.search(r'^chroma run --host 127\.0\.0\.1 --port "\$PORT" --path "\$DATA_DIR" &$', script, re.M)
 
 
 @pytest.mark.parametrize("runtime", sorted(RUNTIMES))

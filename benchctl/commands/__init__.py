@@ -23,6 +23,10 @@ class CommandError(UserError):
     """Expected, user-facing failure: the message is shown, the shell goes on."""
 
 
+class AlreadyReported(CommandError):
+    """A failure whose cause was already shown (a command inside `source FILE`): fail without another line."""
+
+
 class ExitRepl(Exception):
     """Raised by ``exit``/``quit`` to leave the loop."""
 
@@ -164,5 +168,5 @@ def parse_args(app: App, command: Command, argv: Sequence[str]) -> ParsedArgs:
     return parsed
 
 
-__all__ = ["Command", "CommandError", "Complete", "ExitRepl", "HelpRequested", "Option", "ParsedArgs", "Registry",
-           "did_you_mean", "parse_args", "split_line"]
+__all__ = ["AlreadyReported", "Command", "CommandError", "Complete", "ExitRepl", "HelpRequested", "Option",
+           "ParsedArgs", "Registry", "did_you_mean", "parse_args", "split_line"]

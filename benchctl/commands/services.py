@@ -8,10 +8,10 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from rich.table import Table
 from rich.text import Text
 
 from benchctl.commands import Command, CommandError, ParsedArgs, Registry
+from benchctl.commands.jobs import STATE_STYLE
 from benchctl.commands.lifecycle import refresh, resolve_jobs, start_values, wait_for, wait_timeout
 from benchctl.executors.base import ExecutorError
 from benchctl.executors.files import tail_lines
@@ -24,9 +24,6 @@ from benchctl.slurm.states import JobState
 if TYPE_CHECKING:
     from benchctl.app import App
 
-_STATE_STYLE = {JobState.RUNNING: "green", JobState.PENDING: "yellow", JobState.COMPLETED: "blue",
-                JobState.FAILED: "red", JobState.TIMEOUT: "red", JobState.CANCELLED: "magenta",
-                JobState.OUT_OF_MEMORY: "red", JobState.NODE_FAIL: "red"}
 
 
 def start_options(app: App, positionals: Sequence[str]) -> tuple[Option, ...]:
@@ -41,7 +38,8 @@ def start_options(app: App, positionals: Sequence[str]) -> tuple[Option, ...]:
 
 # ---- start ---------------------------------------------------------------------------------------
 def cmd_start(app: App, args: ParsedArgs) -> None:
-    """Submit a service as a Slurm job. --dry-run prints the batch script and submits nothing."""
+    """Submit a service as a job: a Slurm batch job (or, with the local executor, a process on this machine).
+    --dry-run prints the batch script and submits nothing."""
     service = app.service(args.positionals[0])
     values = start_values(app, service, args)
     refuse_secrets(service.name, values)
@@ -62,7 +60,9 @@ def cmd_start(app: App, args: ParsedArgs) -> None:
             job = service.submit(values)
     except TemplateError as exc:
         raise CommandError(f"cannot render {service.template}: {exc}") from None
-    where = ", ".join(f"{k} {values[k]}" for k in ("partition", "time") if values.get(k))
+    # The local executor has no partition: do not name one.
+    keys = ("time",) if app.executor.name == "local" else ("partition", "time")
+    where = ", ".join(f"{k} {values[k]}" for k in keys if values.get(k))
     app.ui.success(f"submitted {service.name} as job {job.id} ({where or 'local'}; runtime {values['runtime']})")
     app.ui.info(f"  logs in {job.run_dir}")
     app.ui.info(f"  next: 'check {service.name} --wait' waits until it is ready")
@@ -96,7 +96,7 @@ def readiness(job: Job) -> tuple[str, str]:
 def describe(app: App, job: Job, *, cached: bool = False) -> None:
     """Print one job's state, node, endpoint, readiness and tunnel hint."""
     service = app.service(job.service)
-    style = _STATE_STYLE.get(job.state, "")
+    style = STATE_STYLE.get(job.state, "")
     head = Text.assemble(f"{job.service} job {job.id}: ", (job.state.value, style))
     if cached:
         head.append(" (last known)", style="dim")
@@ -112,28 +112,43 @@ def describe(app: App, job: Job, *, cached: bool = False) -> None:
         word, word_style = readiness(job)
         head.append(f"  {word}", style=word_style)
     app.ui.print(head)
-    for label, value in service.details(job):
-        app.ui.text(f"  {label + ':':<7} {value}")
+    rows = list(service.details(job))
     if isinstance(service, Server) and not job.state.is_final:
-        app.ui.text(f"  {'auth:':<7} {service.auth_line(job)}")
-    if job.executor != app.executor_name:
-        app.ui.text(f"  (last seen state: this job belongs to the {job.executor} executor)")
-    if job.state.is_final and job.state is not JobState.COMPLETED:
-        app.ui.text(f"  {service.failure_reason(job)}")
-    elif job.state is JobState.COMPLETED and job.exit_code not in (None, 0):
-        app.ui.text(f"  exit code {job.exit_code}")
+        rows.append(("auth", service.auth_line(job)))
     if job.port and node and not job.state.is_final:
         s = app.settings
         host = s.text("tunnel.host")
-        if host:
+        # A tunnel only makes sense to a compute node of a cluster: not for a job run here by the local executor.
+        if host and job.executor != "local":
             user = s.text("tunnel.user") or os.environ.get("USER") or getpass.getuser()
-            app.ui.text(f"  tunnel: ssh -p {s.get('tunnel.port')} {user}@{host} -NL {job.port}:{node}:{job.port}")
-        app.ui.text(f"  url:    http://{ep.host if ep else node}:{job.port}{getattr(service, 'health_path', '')}")
-    app.ui.text(f"  logs:   {job.out_path}")
+            rows.append(("tunnel", f"ssh -p {s.get('tunnel.port')} {user}@{host} -NL {job.port}:{node}:{job.port}"))
+        rows.append(("url", f"http://{ep.host if ep else node}:{job.port}{getattr(service, 'health_path', '')}"))
+    rows.append(("logs", str(job.out_path)))
+    width = max(len(label) for label, _ in rows) + 1
+    notes = []
+    if job.executor != app.executor_name:
+        notes.append(f"(last seen state: this job belongs to the {job.executor} executor)")
+    if job.state.is_final and job.state is not JobState.COMPLETED:
+        notes.append(service.failure_reason(job))
+    elif job.state is JobState.COMPLETED and job.exit_code not in (None, 0):
+        notes.append(f"exit code {job.exit_code}")
+    for note in notes:
+        app.ui.text(f"  {note}")
+    for label, value in rows:
+        app.ui.text(f"  {label + ':':<{width}} {value}")
 
 
 def cmd_check(app: App, args: ParsedArgs) -> None:
     """Show Slurm state, node, endpoint, readiness and the tunnel command; --wait blocks until ready."""
+    if args.get("timeout") is not None and not args.get("wait"):
+        raise CommandError("check: --timeout is how long --wait waits; add --wait")
+    if args.get("json"):
+        from benchctl.commands.jobs import print_json
+
+        targets = (resolve_jobs(app, args.positionals[0], active_only=True) if args.positionals
+                   else [j for j in app.jobs.all() if not j.state.is_final])
+        print_json(app, refresh(app, targets))
+        return
     if args.positionals:  # a service: all its active jobs (else its latest)
         jobs = resolve_jobs(app, args.positionals[0], active_only=True, manage=bool(args.get("wait")))
     else:
@@ -171,8 +186,11 @@ def cmd_logs(app: App, args: ParsedArgs) -> None:
         if not args.get("follow"):
             return
     app.ui.info(f"==> {path} <==")
-    for line in tail_lines(files, path, args.get("n")):
+    lines = tail_lines(files, path, args.get("n"))
+    for line in lines:
         app.ui.text(line)
+    if not lines and not args.get("follow"):
+        app.ui.text("(empty)")
     if args.get("follow"):
         follow(app, job, path)
 
@@ -220,6 +238,10 @@ def cmd_stop(app: App, args: ParsedArgs) -> None:
             return
     else:
         jobs = resolve_jobs(app, target, active_only=True, manage=True)
+    if len(jobs) > 1 and not args.get("yes") and not app.confirm(
+            f"stop {len(jobs)} jobs ({', '.join(j.label for j in jobs)})?"):
+        app.ui.info("nothing stopped")
+        return
     grace = float(app.settings.get("slurm.stop_grace"))
     failed: list[str] = []
     for job in jobs:  # every job it can: one that fails to stop is reported, the others still stop
@@ -238,69 +260,15 @@ def cmd_stop(app: App, args: ParsedArgs) -> None:
                         f"('forget {job.id}' removes the record)")
             continue
         app.ui.print(Text.assemble(f"stopped {job.service} job {job.id}: ",
-                                   (job.state.value, _STATE_STYLE.get(job.state, ""))))
+                                   (job.state.value, STATE_STYLE.get(job.state, ""))))
     if failed:
         raise CommandError(f"stop: {len(failed)} job(s) not stopped: {', '.join(failed)}")
-
-
-def cmd_forget(app: App, args: ParsedArgs) -> None:
-    """Remove job records from the table (a job Slurm no longer knows, an old run). A job that may still run
-    is refused unless --force (it would keep running, untracked)."""
-    targets = args.positionals[0].split(",") if args.positionals else []
-    if not targets:
-        raise CommandError("forget: name a job id (see 'status')")
-    jobs = []
-    for target in targets:
-        job = app.jobs.get(target)
-        if job is None:
-            raise CommandError(f"forget: no tracked job {target!r} (see 'status --all')")
-        if not job.state.is_final and not args.get("force"):
-            raise CommandError(f"forget: {job.label} is {job.state.value}; stop it first, or 'forget {job.id} "
-                               "--force' to drop the record while it runs")
-        jobs.append(job)
-    for job in jobs:
-        app.jobs.remove(job.id)
-        app.ui.info(f"forgot {job.label}")
-
-
-# ---- status --------------------------------------------------------------------------------------
-def job_table(app: App, jobs: Sequence[Job]) -> Table:
-    table = Table(show_edge=False, header_style="bold")
-    for col in ("JOB", "SERVICE", "STATE", "NODE", "ENDPOINT", "READY", "AGE", "REASON"):
-        table.add_column(col, no_wrap=col != "REASON")
-    now = time.time()
-    for job in jobs:
-        age = int(now - job.submitted_at)
-        ep = app.service(job.service).endpoint(job) if job.port and not job.state.is_final else None
-        endpoint = f"{ep.host}:{ep.port}" if ep else ""
-        reason = job.reason or (f"exit {job.exit_code}" if job.exit_code not in (None, 0) else "")
-        table.add_row(job.id, job.service, Text(job.state.value, style=_STATE_STYLE.get(job.state, "")),
-                      job.host or job.nodes, endpoint, "yes" if job.ready else job.health,
-                      f"{age // 3600}h{age % 3600 // 60:02d}m" if age >= 3600 else f"{age // 60}m{age % 60:02d}s",
-                      reason)
-    return table
-
-
-def cmd_status(app: App, args: ParsedArgs) -> None:
-    """Table of all tracked jobs (refreshed from the scheduler)."""
-    jobs = app.jobs.all()
-    if not jobs:
-        app.ui.info("no jobs tracked")
-        return
-    shown = jobs if args.get("all") else jobs[-20:]
-    from benchctl.executors import ExecutorError
-
-    try:
-        shown = refresh(app, shown)
-    except ExecutorError as exc:
-        app.ui.warn(f"states may be stale: {exc}")
-    app.ui.renderable(job_table(app, shown))
 
 
 def register(registry: Registry) -> None:
     target = (Complete.TARGET,)
     registry.add(Command("start", cmd_start, "start SERVICE [options] [--recipe FILE] [--dry-run]",
-                         "submit a service as a Slurm job", (Complete.SERVICE,),
+                         "submit a service as a job (Slurm, or a process here)", (Complete.SERVICE,),
                          (Option("--dry-run", "print the batch script, submit nothing", None),
                           Option("--recipe", "YAML file with start options", path, metavar="FILE",
                                  complete=Complete.PATH)),
@@ -309,18 +277,16 @@ def register(registry: Registry) -> None:
                          "state, node, endpoint, readiness, tunnel hint", target,
                          (Option("--wait", "block until ready (or failed)", None),
                           Option("--timeout", "seconds --wait waits (default: ui.wait_timeout)", integer(0),
-                                 metavar="S"))))
+                                 metavar="S"),
+                          Option("--json", "the job records as JSON (for scripts)", None))))
     registry.add(Command("logs", cmd_logs, "logs SERVICE|JOBID [--follow] [--err] [-n N]",
                          "show a job's output", target,
                          (Option("--follow", "keep printing new lines (Ctrl-C ends)", None, short="-f"),
                           Option("--err", "the error file instead of the output file", None),
                           Option("-n", "number of lines", integer(0), default=50, metavar="N")),
                          min_args=1))
-    registry.add(Command("stop", cmd_stop, "stop SERVICE|JOBID|all", "stop cleanly, then cancel the job",
-                         (Complete.TARGET_ALL,), min_args=1))
-    registry.add(Command("forget", cmd_forget, "forget JOBID[,JOBID...] [--force]",
-                         "remove job records from the table", (Complete.JOB,),
-                         (Option("--force", "also a job that may still run (it keeps running, untracked)", None),),
-                         min_args=1))
-    registry.add(Command("status", cmd_status, "status [--all]", "table of tracked jobs", (),
-                         (Option("--all", "all jobs, not just the last 20", None),)))
+    registry.add(Command("stop", cmd_stop, "stop SERVICE|JOBID|all [--yes]", "stop cleanly, then cancel the job",
+                         (Complete.TARGET_ALL,),
+                         (Option("--yes", "no question when several jobs match (the shell asks; scripts never do)",
+                                 None, short="-y"),), min_args=1))
+

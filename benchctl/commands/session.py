@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 from rich.table import Table
 from rich.text import Text
 
-from benchctl.commands import Command, CommandError, ExitRepl, ParsedArgs, Registry, did_you_mean
+from benchctl.commands import AlreadyReported, Command, CommandError, ExitRepl, ParsedArgs, Registry, did_you_mean
 from benchctl.options import Complete, Option
 from benchctl.redact import redact_line
 
@@ -67,6 +67,11 @@ def cmd_history(app: App, args: ParsedArgs) -> None:
     if not text.isdigit():
         raise CommandError(f"history: N must be a number, got {text!r}")
     count = int(text)
+    if not app.history_strings:  # -e / --script: the shell's history file, oldest first
+        from benchctl.config import state_dir
+        from benchctl.history import make_history
+
+        app.history_strings = list(reversed(list(make_history(state_dir() / "history").load_history_strings())))
     lines = app.history_strings[-count:] if count else []
     width = len(str(len(app.history_strings)))
     start = len(app.history_strings) - len(lines) + 1
@@ -91,22 +96,54 @@ def cmd_save(app: App, args: ParsedArgs) -> None:
         jobs_file.write_text(json.dumps([j.to_dict() for j in app.jobs.all()], indent=1))
     except OSError as exc:
         raise CommandError(f"cannot save to {target}: {exc.strerror}") from None
+    app.saved_to[target] = bool(args.get("html"))  # autosave refreshes it (and its HTML) at the end
     app.ui.success("saved " + ", ".join(str(p) for p in saved) + f" (jobs and their log paths: {jobs_file.name})")
 
 
+def cmd_source(app: App, args: ParsedArgs) -> None:
+    """Run the commands of FILE (one per line, # comments), stopping at the first failure unless --keep-going."""
+    name = args.positionals[0]
+    try:
+        lines = Path(name).expanduser().read_text().splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CommandError(f"source: cannot read {name}: {getattr(exc, 'strerror', None) or exc}") from None
+    if app.sourcing >= 8:
+        raise CommandError(f"source: {name}: sourced files nest too deep (a file sourcing itself?)")
+    app.sourcing += 1
+    try:
+        failures = app.run_lines(lines, keep_going=bool(args.get("keep_going")))
+    finally:
+        app.sourcing -= 1
+    if failures:
+        if app.sourcing:  # inside another `source`: the failed command said why; the outermost sums up
+            raise AlreadyReported(name)
+        raise CommandError(f"source {name}: {failures} command(s) failed")
+
+
 def cmd_config(app: App, args: ParsedArgs) -> None:
-    """Show the effective configuration and where each value came from."""
+    """Show the effective configuration and where each value came from (config KEY: one setting)."""
+    import difflib
+
     table = Table(show_edge=False, header_style="bold")
     for col in ("SETTING", "VALUE", "FROM"):
         table.add_column(col)
     s = app.settings
-    for key in sorted(s.values):
+    keys = sorted(s.values)
+    if args.positionals:
+        key = args.positionals[0]
+        if key not in s.values:
+            close = difflib.get_close_matches(key, keys, n=1, cutoff=0.7)
+            raise CommandError(f"config: no setting {key!r}" + (f" (did you mean {close[0]}?)" if close else "")
+                               + " ('config' lists them)")
+        keys = [key]
+    for key in keys:
         table.add_row(key, Text(json.dumps(s.values[key]) if not isinstance(s.values[key], str) else s.values[key]),
                       s.sources.get(key, ""))
     app.ui.renderable(table)
     from benchctl.config import user_config_path
 
-    app.ui.text(f"user config: {user_config_path()}    benchctl home: {app.home}")
+    if not args.positionals:
+        app.ui.text(f"user config: {user_config_path()}    benchctl home: {app.home}")
 
 
 def cmd_exit(app: App, args: ParsedArgs) -> None:
@@ -120,5 +157,9 @@ def register(registry: Registry) -> None:
     registry.add(Command("history", cmd_history, "history [N]", "show recent commands", (Complete.NUMBER,)))
     registry.add(Command("save", cmd_save, "save [PATH] [--html]", "save the session transcript",
                          (Complete.PATH,), (Option("--html", "also write an HTML transcript", None),)))
-    registry.add(Command("config", cmd_config, "config", "effective settings and their sources"))
+    registry.add(Command("source", cmd_source, "source FILE [--keep-going]", "run the commands of a file",
+                         (Complete.PATH,), (Option("--keep-going", "continue after a failed command", None),),
+                         min_args=1))
+    registry.add(Command("config", cmd_config, "config [KEY]", "effective settings and their sources",
+                         (Complete.NONE,)))
     registry.add(Command("exit", cmd_exit, "exit", "leave benchctl (jobs keep running)", aliases=("quit",)))

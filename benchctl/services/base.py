@@ -157,6 +157,9 @@ class SlurmServer(ABC):
             "port": int(values["port"]), "ready_timeout": self.ready_timeout,
             "health_path": getattr(self, "health_path", "/"),
             "auth": self.auth_on(values),  # the job finds its key in $BENCHCTL_API_KEY (never in the script)
+            # Under Slurm the login node and other nodes must reach the server; run here by the local executor,
+            # only this machine uses it: nobody else gets a port to knock on.
+            "bind": "127.0.0.1" if self.ctx.executor.name == "local" else "0.0.0.0",
         }
 
     def render(self, values: Mapping[str, Any], run_dir: Path) -> str:

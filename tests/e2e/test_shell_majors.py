@@ -7,6 +7,7 @@ from __future__ import annotations
 import glob
 import os
 import socket
+import time
 from pathlib import Path
 
 import pytest
@@ -105,4 +106,38 @@ def test_bench_takes_the_ready_job_or_the_named_one(shell) -> None:  # noqa: F81
     sh.prompt()
     sh.run("stop all")
     sh.expect("local-2")
+    sh.prompt()
+
+
+def test_a_pasted_block_runs_line_by_line(shell) -> None:  # noqa: F811
+    sh: Shell = shell()
+    sh.prompt()
+    sh.send("\x1b[200~status\nconfig executor\nhelp logs\x1b[201~")  # a bracketed paste of three lines
+    sh.run("")
+    sh.expect("no jobs tracked")
+    sh.expect("executor")
+    sh.expect("usage: logs")
+    sh.prompt()
+
+
+def test_keys_typed_during_a_command_wait_for_the_next_prompt(shell) -> None:  # noqa: F811
+    sh: Shell = shell()
+    sh.child.timeout = 60
+    sh.prompt()
+    sh.run("start llm-sim --runtime none")
+    sh.prompt()
+    sh.run("check llm-sim --wait --timeout 40")
+    sh.expect("ready")
+    sh.prompt()
+    sh.run("bench llm-sim --duration 3 --concurrency 1 --output-tokens 4 --quiet")
+    time.sleep(1.0)
+    sh.send("status")  # typed while the benchmark runs
+    sh.expect("results: ")
+    assert "status" not in (sh.child.before or "")  # not echoed over the benchmark's output
+    sh.prompt()
+    sh.run("")  # the typed-ahead line is at the prompt: Enter runs it
+    sh.expect("llm-sim")
+    sh.expect("RUNNING")
+    sh.prompt()
+    sh.run("stop all --yes")
     sh.prompt()

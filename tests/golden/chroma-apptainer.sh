@@ -80,7 +80,8 @@ for dir in /project/scratch/p200981/u/benchctl/chroma/chroma-X /project /mnt/tie
 done
 
 # ---- service -----------------------------------------------------------------------------------
-# --host 0.0.0.0: chroma binds localhost by default, which other nodes cannot reach.
+# --host 0.0.0.0 under Slurm: chroma binds localhost by default, which other nodes cannot reach (127.0.0.1
+# when run locally).
 apptainer exec "${BINDS[@]}" "$SIF" chroma run --host 0.0.0.0 --port "$PORT" --path "$DATA_DIR" &
 SVC_PID=$!
 echo "BENCHCTL_PID=$SVC_PID"

@@ -59,8 +59,9 @@ echo "BENCHCTL_DATA_DIR=$DATA_DIR"
 
 
 # ---- service -----------------------------------------------------------------------------------
-# --host 0.0.0.0: chroma binds localhost by default, which other nodes cannot reach.
-chroma run --host 0.0.0.0 --port "$PORT" --path "$DATA_DIR" &
+# --host 0.0.0.0 under Slurm: chroma binds localhost by default, which other nodes cannot reach (127.0.0.1
+# when run locally).
+chroma run --host 127.0.0.1 --port "$PORT" --path "$DATA_DIR" &
 SVC_PID=$!
 echo "BENCHCTL_PID=$SVC_PID"
 # ---- readiness: poll the service's own health endpoint, then print the READY marker -------------

@@ -80,7 +80,7 @@ for dir in /project /mnt/tier1 /mnt/tier2; do
 done
 
 # ---- service -----------------------------------------------------------------------------------
-# --host 0.0.0.0: reachable from the login node and other compute nodes, not only from this one.
+# --host 0.0.0.0: 0.0.0.0 under Slurm (the login node and other nodes reach it); 127.0.0.1 when run locally.
 apptainer exec "${BINDS[@]}" "$SIF" python3 -u -m benchctl.llmsim --host 0.0.0.0 --port "$PORT" --model="$MODEL" --ttft-ms 120.5 --itl-ms 0.5 --output-tokens 128 --tokens-per-chunk 1 --max-concurrency 256 --error-rate 0.01 --disconnect-rate 0 --api-key-env BENCHCTL_API_KEY &
 SVC_PID=$!
 echo "BENCHCTL_PID=$SVC_PID"

@@ -72,7 +72,7 @@ echo "BENCHCTL_MODEL=$MODEL"
 # (first on PATH, above; it must be on a file system the compute nodes see).
 command -v python3 >/dev/null 2>&1 || { echo "benchctl: python3 not found on $(hostname)" >&2; exit 127; }
 python3 -c 'import benchctl.llmsim' || { echo "benchctl: this python3 cannot import benchctl.llmsim (aiohttp installed?)" >&2; exit 1; }
-# --host 0.0.0.0: reachable from the login node and other compute nodes, not only from this one.
+# --host 0.0.0.0: 0.0.0.0 under Slurm (the login node and other nodes reach it); 127.0.0.1 when run locally.
 python3 -u -m benchctl.llmsim --host 0.0.0.0 --port "$PORT" --model="$MODEL" --ttft-ms 50 --itl-ms 10 --output-tokens 128 --tokens-per-chunk 1 --max-concurrency 256 --error-rate 0 --disconnect-rate 0 --seed 7 --api-key-env BENCHCTL_API_KEY &
 SVC_PID=$!
 echo "BENCHCTL_PID=$SVC_PID"

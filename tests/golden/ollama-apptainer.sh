@@ -88,7 +88,7 @@ for dir in /project/scratch/p200981/u/benchctl/ollama-models /project /mnt/tier1
 done
 
 # ---- configuration -----------------------------------------------------------------------------
-# 0.0.0.0: reachable from the login node and other compute nodes, not only from this one.
+# 0.0.0.0 under Slurm: reachable from the login node and other compute nodes; 127.0.0.1 when run locally.
 export OLLAMA_HOST="0.0.0.0:$PORT"
 export OLLAMA_MODELS="$MODELS_DIR"
 export OLLAMA_NUM_PARALLEL=4
@@ -99,7 +99,7 @@ export APPTAINERENV_OLLAMA_MODELS="$OLLAMA_MODELS"
 export APPTAINERENV_OLLAMA_NUM_PARALLEL="$OLLAMA_NUM_PARALLEL"
 export APPTAINERENV_OLLAMA_MAX_LOADED_MODELS="$OLLAMA_MAX_LOADED_MODELS"
 # ---- model -------------------------------------------------------------------------------------
-# The ollama client, talking to this job's server (OLLAMA_HOST=0.0.0.0 is a bind address, not a target).
+# The ollama client, talking to this job's server (OLLAMA_HOST above is a bind address, not a target).
 _bc_ollama() { apptainer exec --nv "${BINDS[@]}" "$SIF" env OLLAMA_HOST="127.0.0.1:$PORT" ollama "$@"; }
 # The pull runs in a background subshell started BEFORE the server, on purpose: serve() below takes the
 # server's PID from $! (the last background job), so the server must be the last thing put in the

@@ -67,11 +67,11 @@ echo "BENCHCTL_MODELS_DIR=$MODELS_DIR"
 
 
 # ---- configuration -----------------------------------------------------------------------------
-# 0.0.0.0: reachable from the login node and other compute nodes, not only from this one.
-export OLLAMA_HOST="0.0.0.0:$PORT"
+# 0.0.0.0 under Slurm: reachable from the login node and other compute nodes; 127.0.0.1 when run locally.
+export OLLAMA_HOST="127.0.0.1:$PORT"
 export OLLAMA_MODELS="$MODELS_DIR"
 # ---- model -------------------------------------------------------------------------------------
-# The ollama client, talking to this job's server (OLLAMA_HOST=0.0.0.0 is a bind address, not a target).
+# The ollama client, talking to this job's server (OLLAMA_HOST above is a bind address, not a target).
 _bc_ollama() { env OLLAMA_HOST="127.0.0.1:$PORT" ollama "$@"; }
 # The pull runs in a background subshell started BEFORE the server, on purpose: serve() below takes the
 # server's PID from $! (the last background job), so the server must be the last thing put in the

@@ -95,7 +95,7 @@ done
 cd "$DATA_DIR" || exit 1
 export QDRANT__STORAGE__STORAGE_PATH="$DATA_DIR/storage"
 export QDRANT__STORAGE__SNAPSHOTS_PATH="$DATA_DIR/snapshots"
-# 0.0.0.0: reachable from the login node and other compute nodes, not only from this one.
+# 0.0.0.0 under Slurm: reachable from the login node and other compute nodes; 127.0.0.1 when run locally.
 export QDRANT__SERVICE__HOST=0.0.0.0
 export QDRANT__SERVICE__HTTP_PORT="$PORT"
 export QDRANT__SERVICE__GRPC_PORT="$GRPC_PORT"

@@ -99,7 +99,7 @@ for dir in /project/scratch/p200981/u/benchctl/hf-cache /project /mnt/tier1 /mnt
 done
 
 # ---- service -----------------------------------------------------------------------------------
-# --host 0.0.0.0: reachable from the login node and other compute nodes, not only from this one.
+# --host 0.0.0.0 under Slurm: reachable from the login node and other compute nodes; 127.0.0.1 when run locally.
 apptainer exec --nv "${BINDS[@]}" "$SIF" python3 -m vllm.entrypoints.openai.api_server --model meta-llama/Llama-3.1-8B-Instruct --host 0.0.0.0 --port "$PORT" --tensor-parallel-size 4 &
 SVC_PID=$!
 echo "BENCHCTL_PID=$SVC_PID"

@@ -138,7 +138,7 @@ echo "BENCHCTL_RAY_NODES=${RAY_NODES:-0}"
 export RAY_ADDRESS="$HEAD_IP:$RAY_PORT"
 export VLLM_HOST_IP="$HEAD_IP"
 # ---- service -----------------------------------------------------------------------------------
-# --host 0.0.0.0: reachable from the login node and other compute nodes, not only from this one.
+# --host 0.0.0.0 under Slurm: reachable from the login node and other compute nodes; 127.0.0.1 when run locally.
 apptainer exec --nv "${BINDS[@]}" "$SIF" python3 -m vllm.entrypoints.openai.api_server --model meta-llama/Llama-3.1-8B-Instruct --host 0.0.0.0 --port "$PORT" --distributed-executor-backend ray --tensor-parallel-size 4 --pipeline-parallel-size 2 &
 SVC_PID=$!
 echo "BENCHCTL_PID=$SVC_PID"

@@ -82,8 +82,8 @@ fi
 
 
 # ---- service -----------------------------------------------------------------------------------
-# --host 0.0.0.0: reachable from the login node and other compute nodes, not only from this one.
-python3 -m vllm.entrypoints.openai.api_server --model meta-llama/Llama-3.1-8B-Instruct --host 0.0.0.0 --port "$PORT" --tensor-parallel-size 4 &
+# --host 0.0.0.0 under Slurm: reachable from the login node and other compute nodes; 127.0.0.1 when run locally.
+python3 -m vllm.entrypoints.openai.api_server --model meta-llama/Llama-3.1-8B-Instruct --host 127.0.0.1 --port "$PORT" --tensor-parallel-size 4 &
 SVC_PID=$!
 echo "BENCHCTL_PID=$SVC_PID"
 # ---- readiness: poll the service's own health endpoint, then print the READY marker -------------

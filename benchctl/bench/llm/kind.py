@@ -369,15 +369,16 @@ class LlmKind(BenchKind):
 
     def summary_view(self, result: RunResult) -> RenderableType:
         from rich.console import Group
-        from rich.table import Table
         from rich.text import Text
 
+        from benchctl.tables import Col, FitTable
+
         goodput = bool(result.config.get("slo"))
-        table = Table(show_edge=False, header_style="bold")
-        cols = ["POINT", "OK", "FAIL", "req/s", "out tok/s", "TTFT p50", "TTFT p99", "TPOT p50", "TPOT p99",
-                "ITL p50", "E2EL p50"] + (["goodput"] if goodput else [])
-        for col in cols:
-            table.add_column(col, justify="left" if col == "POINT" else "right")
+        # At 80 columns the least telling columns give way first; numbers are never cut.
+        cols = [Col("POINT", justify="left"), Col("OK"), Col("FAIL"), Col("req/s"), Col("out tok/s", 3),
+                Col("TTFT p50"), Col("TTFT p99", 2), Col("TPOT p50"), Col("TPOT p99", 2), Col("ITL p50", 4),
+                Col("E2EL p50", 1)] + ([Col("goodput", 1)] if goodput else [])
+        table = FitTable(cols)
         for point in result.points:
             p = point.values
 

@@ -354,6 +354,9 @@ def client_limited(metrics: dict[str, Any]) -> str:
     """A warning when the client, not the server, may have limited the run."""
     health = metrics["client_health"]
     lag = health["dispatch_lag_ms"].get("p99", 0.0)
+    # A run of a few requests is mostly start-up (imports, the first connection): its CPU share says nothing.
+    if metrics.get("duration", 0.0) < 2.0 or metrics.get("completed", 0) + metrics.get("failed", 0) < 20:
+        return ""
     if health["client_cpu_percent"] > 85:
         return f"the client used {health['client_cpu_percent']:.0f}% of a core: it may limit this run"
     if lag > 20:

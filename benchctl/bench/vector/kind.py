@@ -165,8 +165,8 @@ class VectorKind(BenchKind):
         else:
             head = Text(f"ingest: {ing['vectors']} vectors in {ing['insert_s']:.2f} s = {ing['vectors_per_s']:.0f} "
                         f"vectors/s (batch p50 {ing['batch_latency_ms'].get('p50', 0):.1f} ms, p99 "
-                        f"{ing['batch_latency_ms'].get('p99', 0):.1f} ms); all counted {ing['index_wait_s']:.2f} s "
-                        "later")
+                        f"{ing['batch_latency_ms'].get('p99', 0):.1f} ms); the store reported all of them "
+                        f"{ing['index_wait_s']:.2f} s after the last insert")
         table = Table(show_edge=False, header_style="bold")
         for col in ("POINT", "REQUESTS", "QPS", "p50 ms", "p95 ms", "p99 ms", f"recall@{k}", "ERRORS"):
             table.add_column(col, justify="left" if col == "POINT" else "right")
