@@ -86,9 +86,11 @@ class Ui:
         # Batch modes (-e, --script, stdin) send errors to stderr, as scripts calling benchctl expect.
         self.err_console: Console | None = None
 
-    def print(self, *objects: Any, style: str | None = None, markup: bool = True, _error: bool = False) -> None:
+    def print(self, *objects: Any, style: str | None = None, markup: bool = True, _error: bool = False,
+              wrap: bool = False) -> None:
         # Lines are not re-wrapped (soft_wrap): a tunnel command or a log line must stay copy-pastable.
-        soft = all(isinstance(o, (str, Text)) for o in objects)
+        # Prose (wrap=True: warnings, notes under a table) wraps between words instead of mid-word.
+        soft = not wrap and all(isinstance(o, (str, Text)) for o in objects)
         with self._lock:
             terminal = self.err_console if _error and self.err_console is not None else self.console
             for console in (terminal, self.transcript.console):
@@ -105,7 +107,7 @@ class Ui:
         self.print(Text(message, style="green"))
 
     def warn(self, message: str) -> None:
-        self.print(Text(f"warning: {redact(message)}", style="yellow"))
+        self.print(Text(f"warning: {redact(message)}", style="yellow"), wrap=True)
 
     def error(self, message: str) -> None:
         self.errors += 1
