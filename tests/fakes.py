@@ -34,6 +34,10 @@ class FakeSlurm(Runner):
     installed: bool = True
     fail_next: dict[str, Completed] = field(default_factory=dict)  # program -> forced result
     squeue_forgets: set[str] = field(default_factory=set)  # ids squeue no longer shows (aged out)
+    # What `sacctmgr -n -P show user U withassoc format=defaultaccount,account` prints (one line per association),
+    # and `sacctmgr -n -P show qos format=name,maxwall`.
+    associations: str = ""
+    qos_table: str = ""
 
     def which(self, program: str) -> bool:
         return self.installed
@@ -80,6 +84,11 @@ class FakeSlurm(Runner):
                 nodes = j.nodes or "None assigned"
                 lines.append(f"{j.id}|{j.state}|{j.exit_code}|00:00:05|{nodes}|{j.reason}")
         return Completed(argv, 0, "\n".join(lines) + ("\n" if lines else ""), "")
+
+    def _sacctmgr(self, argv: tuple[str, ...]) -> Completed:
+        if "qos" in argv:
+            return Completed(argv, 0, self.qos_table, "")
+        return Completed(argv, 0, self.associations, "")
 
     def _scancel(self, argv: tuple[str, ...]) -> Completed:
         job = self.jobs.get(argv[-1])

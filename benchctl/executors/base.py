@@ -65,3 +65,12 @@ class Executor(ABC):
     @abstractmethod
     def cancel(self, job_id: str) -> None:
         """Cancel the job (pending or running)."""
+
+    def accounts(self) -> tuple[str, list[str]]:
+        """(the user's default account, all accounts they may charge) as the scheduler knows them; ("", [])
+        where there are none (the local executor) or the scheduler cannot tell."""
+        return "", []
+
+    def qos_limits(self) -> dict[str, str]:
+        """QOS name -> its maximum wall time as the scheduler states it ("" = none); {} when unknown."""
+        return {}

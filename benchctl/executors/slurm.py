@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import getpass
 import logging
+import os
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -30,6 +32,19 @@ _CONTROLLER_DOWN = ("Unable to contact slurm controller", "Socket timed out on s
 DOWN_MEMORY = 120.0
 
 
+def parse_accounts(text: str) -> tuple[str, list[str]]:
+    """(default, accounts) from ``sacctmgr -n -P show user U withassoc format=defaultaccount,account`` lines."""
+    default, accounts = "", []
+    for line in text.splitlines():
+        parts = [p.strip() for p in line.split("|")]
+        if len(parts) < 2:
+            continue
+        default = default or parts[0]
+        if parts[1] and parts[1] not in accounts:
+            accounts.append(parts[1])
+    return default, accounts
+
+
 class SlurmExecutor(Executor):
     """Talks to Slurm through the Runner seam; one squeue call per poll, sacct only for what squeue lacks."""
 
@@ -55,6 +70,30 @@ class SlurmExecutor(Executor):
             return self.runner.run(argv, timeout=self.timeout, **kw)  # type: ignore[arg-type]
         except CommandNotFound as exc:
             raise ExecutorError(f"Slurm is not reachable: {exc} (use --executor local to run without Slurm)") from None
+
+    def accounts(self) -> tuple[str, list[str]]:
+        """From slurmdbd: ``sacctmgr -n -P show user $USER withassoc format=defaultaccount,account`` prints one
+        ``default|account`` line per association (the default repeated on each)."""
+        user = os.environ.get("USER") or getpass.getuser()
+        try:
+            done = self._run(["sacctmgr", "-n", "-P", "show", "user", user, "withassoc",
+                              "format=defaultaccount,account"])
+        except ExecutorError:
+            return "", []
+        if done.returncode != 0:
+            return "", []
+        return parse_accounts(done.stdout)
+
+    def qos_limits(self) -> dict[str, str]:
+        """``sacctmgr -n -P show qos format=name,maxwall``: ``default|2-00:00:00`` lines."""
+        try:
+            done = self._run(["sacctmgr", "-n", "-P", "show", "qos", "format=name,maxwall"])
+        except ExecutorError:
+            return {}
+        if done.returncode != 0:
+            return {}
+        return {name: wall for line in done.stdout.splitlines() if line.count("|") == 1
+                for name, wall in [line.strip().split("|")] if name}
 
     def _controller_error(self, program: str, text: str) -> ExecutorError | None:
         """An ExecutorError when ``text`` says the controller did not answer (and remember it)."""

@@ -14,7 +14,7 @@ import secrets
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -26,6 +26,7 @@ from benchctl.executors.files import JobFiles, tail_lines
 from benchctl.jobs import Job, JobTable, TableReadOnly
 from benchctl.options import Option
 from benchctl.services.options import COMMON_OPTIONS, NO_AUTH
+from benchctl.services.site import Site
 from benchctl.slurm import logparse
 from benchctl.slurm.states import JobState
 from benchctl.tracking import read_log_info, refresh_jobs
@@ -55,10 +56,19 @@ class ServiceContext:
     renderer: Renderer
     images: Mapping[str, str]
     host_bin_dir: str  # put on PATH in runtime-none jobs (where `chroma` etc. were installed)
+    notify: Callable[[str], None] = lambda message: None  # one-line notices (the account chosen, ...)
+    _site: Site | None = field(default=None, repr=False)
 
     @property
     def files(self) -> JobFiles:
         return self.executor.files
+
+    @property
+    def site(self) -> Site:
+        """The site's rules for a start (account, scratch, QOS limits), asked of the scheduler once."""
+        if self._site is None:
+            self._site = Site(self.settings, self.executor, self.notify)
+        return self._site
 
 
 def option_text(value: Any) -> str:
@@ -125,6 +135,7 @@ class SlurmServer(ABC):
         values: dict[str, Any] = {
             "partition": s.text("slurm.partition_gpu" if self.uses_gpu else "slurm.partition_cpu"),
             "account": s.text("slurm.account"), "qos": s.text("slurm.qos"), "time": s.text("slurm.time"),
+            "reservation": s.text("slurm.reservation"),
             "cpus": self.default_cpu_count(), "mem": "", "nodes": 1,
             "gpus": int(s.get("node.gpus")) if self.uses_gpu else 0,
             "port": getattr(self, "default_port", 0), "runtime": s.text("container.runtime"),
@@ -136,6 +147,7 @@ class SlurmServer(ABC):
             values.update({k: v for k, v in layer.items() if v is not None})
         if values["runtime"] == "auto":
             values["runtime"] = "none" if s.text("executor") == "local" else "apptainer"
+        self.ctx.site.apply(values)  # the account to charge, a scratch that exists, a time the QOS allows
         return values
 
     def job_values(self, values: Mapping[str, Any], run_dir: Path) -> dict[str, Any]:
@@ -145,6 +157,7 @@ class SlurmServer(ABC):
         return {
             "service": self.name, "name": f"benchctl-{self.name}",
             "account": values["account"], "partition": values["partition"], "qos": values["qos"],
+            "reservation": values.get("reservation") or "",
             "time": values["time"], "nodes": int(values["nodes"]), "cpus": int(values["cpus"]),
             # Servers run one task per node; MPI jobs (IO500) ask for more with a tasks_per_node option.
             "ntasks_per_node": int(values.get("tasks_per_node") or 1),

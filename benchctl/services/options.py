@@ -30,6 +30,8 @@ COMMON_OPTIONS: tuple[Option, ...] = (
     Option("--partition", "Slurm partition (default: slurm.partition_cpu / partition_gpu)", metavar="P"),
     Option("--account", "project account to charge (default: slurm.account)", metavar="ACCOUNT"),
     Option("--qos", "quality of service (default: slurm.qos)", metavar="QOS"),
+    Option("--reservation", "run in this reservation, e.g. gpudev/cpudev with --qos dev (default: "
+           "slurm.reservation)", metavar="NAME"),
     Option("--time", "wall time limit, e.g. 01:00:00 (default: slurm.time)", slurm_time, metavar="T"),
     Option("--cpus", "CPUs for the service", integer(1), metavar="N"),
     Option("--mem", "memory per node, e.g. 16G", memory, metavar="M"),

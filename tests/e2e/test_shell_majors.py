@@ -7,7 +7,6 @@ from __future__ import annotations
 import glob
 import os
 import socket
-import time
 from pathlib import Path
 
 import pytest
@@ -105,7 +104,9 @@ def test_bench_takes_the_ready_job_or_the_named_one(shell) -> None:  # noqa: F81
     sh.expect("results: ")
     sh.prompt()
     sh.run("stop all")
-    sh.expect("local-2")
+    sh.expect("stop 2 jobs")  # the shell asks before stopping several
+    sh.send("y")
+    sh.expect("stopped llm-sim job local-2")
     sh.prompt()
 
 
@@ -129,9 +130,9 @@ def test_keys_typed_during_a_command_wait_for_the_next_prompt(shell) -> None:  #
     sh.run("check llm-sim --wait --timeout 40")
     sh.expect("ready")
     sh.prompt()
-    sh.run("bench llm-sim --duration 3 --concurrency 1 --output-tokens 4 --quiet")
-    time.sleep(1.0)
-    sh.send("status")  # typed while the benchmark runs
+    sh.run("bench llm-sim --duration 3 --concurrency 1 --output-tokens 4")
+    sh.expect("prompts: ")  # the benchmark runs now (its first line is out)
+    sh.send("status")  # typed while it runs
     sh.expect("results: ")
     assert "status" not in (sh.child.before or "")  # not echoed over the benchmark's output
     sh.prompt()
