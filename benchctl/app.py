@@ -111,7 +111,7 @@ class App:
 
             self._ctx = ServiceContext(settings=self.settings, executor=self.executor, jobs=self.jobs,
                                        renderer=Renderer(self._templates_dir), images=load_images(),
-                                       host_bin_dir=os.path.dirname(sys.executable), notify=self.ui.info)
+                                       host_bin_dir=os.path.dirname(sys.executable))
         return self._ctx
 
     @property

@@ -36,7 +36,7 @@ class FakeSlurm(Runner):
     squeue_forgets: set[str] = field(default_factory=set)  # ids squeue no longer shows (aged out)
     # What `sacctmgr -n -P show user U withassoc format=defaultaccount,account` prints (one line per association),
     # and `sacctmgr -n -P show qos format=name,maxwall`.
-    associations: str = ""
+    associations: str = "p200981|p200981\n"  # a user whose default project is p200981
     qos_table: str = ""
 
     def which(self, program: str) -> bool:

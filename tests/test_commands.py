@@ -126,6 +126,7 @@ def test_unparseable_quotes(app: App) -> None:
 def test_empty_line_is_a_no_op_and_never_repeats(app: App, fake_slurm: FakeSlurm, line: str) -> None:
     assert app.run_line("start chroma --dry-run")
     clear(app)
+    fake_slurm.calls.clear()
     assert app.run_line(line) is True
     assert output(app) == ""
     assert fake_slurm.calls == []
@@ -135,10 +136,11 @@ def test_empty_line_is_a_no_op_and_never_repeats(app: App, fake_slurm: FakeSlurm
 def test_dry_run_prints_script_and_submits_nothing(app: App, fake_slurm: FakeSlurm) -> None:
     assert app.run_line("start chroma --dry-run")
     out = output(app)
-    assert out.startswith("#!/bin/bash")
+    assert out.startswith("account p200981: your Slurm default")  # said once: no project in the profile
+    assert "\n#!/bin/bash -l\n" in out
     assert "#SBATCH --job-name=benchctl-chroma" in out
     assert "#SBATCH --time=01:00:00" in out
-    assert "#SBATCH --account=p200981" in out  # the meluxina profile
+    assert "#SBATCH --account=p200981" in out  # the user's default account, from Slurm
     assert "dry run: nothing submitted" in out
     assert not sbatch_calls(fake_slurm)
     assert fake_slurm.jobs == {}

@@ -41,11 +41,11 @@ def test_defaults_only_local_profile(isolated_env: Path) -> None:
 
 def test_profile_overrides_default() -> None:
     s = load_settings(executor="slurm", profile="meluxina")
-    assert s.get("slurm.account") == "p200981"
+    assert s.get("slurm.account") == ""  # no project baked in: Slurm's default account is taken at start
     assert s.sources["slurm.account"] == "profile meluxina"
     assert s.get("tunnel.port") == 8822
     assert s.sources["tunnel.port"] == "profile meluxina"
-    assert s.get("container.modules") == ["env/release/2024.1", "Apptainer"]
+    assert s.get("container.modules") == ["env/release/2025.1", "Apptainer/1.4.2-GCCcore-14.2.0"]
     # keys the profile does not set stay default
     assert s.get("ui.wait_timeout") == 900
     assert s.sources["ui.wait_timeout"] == "default"
@@ -74,7 +74,7 @@ def test_command_option_overrides_user_file(user_file: Path) -> None:
     s = load_settings(executor="slurm", profile="meluxina")
     assert (s.get("executor"), s.sources["executor"]) == ("slurm", "option")
     assert (s.get("profile"), s.sources["profile"]) == ("meluxina", "option")
-    assert s.get("slurm.account") == "p200981"
+    assert s.get("container.modules") == ["env/release/2025.1", "Apptainer/1.4.2-GCCcore-14.2.0"]
 
 
 def test_start_option_overrides_every_settings_layer(user_file: Path) -> None:
@@ -265,6 +265,7 @@ def test_env_mapping_argument_is_used(isolated_env: Path) -> None:
 
 def test_expand_meluxina_scratch_account_user() -> None:
     s = load_settings(executor="slurm", profile="meluxina")
+    s.layer({"slurm.account": "p200981"}, "test")
     assert s.expand("paths.scratch") == "/project/scratch/p200981/tester"
     # {scratch} itself contains {account} and {user}
     assert s.expand("container.sif_dir") == "/project/scratch/p200981/tester/benchctl/sif"
@@ -278,6 +279,7 @@ def test_expand_local_scratch_under_home(isolated_env: Path) -> None:
 
 def test_expand_text_all_names(isolated_env: Path) -> None:
     s = load_settings(executor="slurm", profile="meluxina")
+    s.layer({"slurm.account": "p200981"}, "test")
     text = s.expand_text("{home}|{account}|{user}|{scratch}|~/x|{unknown}")
     assert text.split("|") == [str(isolated_env / "bc"), "p200981", "tester", "/project/scratch/p200981/tester",
                                "~/x", "{unknown}"]
@@ -353,13 +355,13 @@ def test_config_command_shows_values_and_sources(make_app, user_file: Path, isol
     source = squash(rows["slurm.time"][1])
     assert source.startswith("user/")
     assert squash(f"user {user_file}").startswith(source.rstrip("…"))
-    assert rows["slurm.account"] == ("p200981", "profile meluxina")
+    assert rows["slurm.account"] == ("", "profile meluxina")  # Slurm's default is taken at the first start
     assert rows["slurm.stop_grace"] == ("20", "default")
     assert rows["executor"] == ("slurm", "option")
     assert rows["profile"] == ("meluxina", "option")
     assert squash(str(isolated_env / "bc")).startswith(squash(rows["home"][0]).rstrip("…"))
     assert rows["home"][1] == "env BENCHCTL_HOME"
-    assert rows["container.modules"] == ('["env/release/2024.1", "Apptainer"]', "profile meluxina")
+    assert rows["container.modules"] == ('["env/release/2025.1", "Apptainer/1.4.2-GCCcore-14.2.0"]', "profile meluxina")
     assert rows["ui.complete_while_typing"] == ("true", "default")
     assert set(rows) == set(app.settings.values)  # every setting, one row each
     assert "SETTING" in out

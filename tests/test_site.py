@@ -53,17 +53,20 @@ def test_several_accounts_and_no_default_is_one_clear_line(no_account: App, fake
     assert no_account.run_line("start chroma --dry-run --account p205555")
 
 
-def test_a_configured_account_asks_nobody(app: App, fake_slurm: FakeSlurm) -> None:
+def test_a_configured_account_asks_nobody(make_app, user_config: Path, fake_slurm: FakeSlurm) -> None:  # type: ignore[no-untyped-def]
+    user_config.write_text('[slurm]\naccount = "p200981"\n')
+    app = make_app()
     assert app.run_line("start chroma --dry-run")
     assert not any(c[0] == "sacctmgr" and "user" in c for c in fake_slurm.calls)  # the QOS table is asked, once
 
 
 def test_qos_time_limit_refused_before_submission(app: App, fake_slurm: FakeSlurm) -> None:
     fake_slurm.qos_table = "default|2-00:00:00\ndev|06:00:00\nurgent|\n"
-    err = fails_with(app, "start chroma --qos dev --time 08:00:00")
+    err = fails_with(app, "start chroma --qos dev --time 08:00:00")  # one line: the notices wait for a success
     assert "--time 08:00:00 is above the dev QOS limit of 06:00:00 (Slurm)" in err
     assert not any(c[0] == "sbatch" for c in fake_slurm.calls)
     assert app.run_line("start chroma --qos dev --time 06:00:00 --dry-run")
+    assert "--qos dev runs in reservation cpudev on partition cpu" in output(app)  # the dev QOS's reservation
     assert app.run_line("start chroma --qos urgent --time 3-00:00:00 --dry-run")  # no limit stated
 
 
@@ -75,8 +78,10 @@ def test_profile_table_when_slurm_cannot_tell(make_app, user_config: Path) -> No
 
 
 def test_reservation(app: App) -> None:
-    assert app.run_line("start chroma --qos dev --reservation gpudev --time 01:00:00 --dry-run")
-    assert "#SBATCH --reservation=gpudev" in output(app)
+    assert app.run_line("start chroma --qos dev --reservation special --time 01:00:00 --dry-run")
+    assert "#SBATCH --reservation=special" in output(app)
+    assert app.run_line("start vllm --model m/x --qos dev --time 01:00:00 --dry-run")
+    assert "#SBATCH --reservation=gpudev" in output(app)  # the dev QOS on a GPU node
 
 
 def test_scratch_falls_back_to_the_project_home(make_app, user_config: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

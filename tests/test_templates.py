@@ -49,7 +49,9 @@ def service_for(name: str, tmp_path: Path, runtime: str, images: dict[str, str] 
     from benchctl.executors.slurm import SlurmExecutor
     from tests.fakes import FakeSlurm
 
-    runner: Any = SlurmExecutor(FakeSlurm()) if executor == "slurm" else LocalExecutor(tmp_path / "local-state")
+    # MeluXina: the account comes from Slurm (a user whose default project is p200981).
+    runner: Any = (SlurmExecutor(FakeSlurm(associations="p200981|p200981\n")) if executor == "slurm"
+                   else LocalExecutor(tmp_path / "local-state"))
     ctx = ServiceContext(settings=load_settings(executor=executor, profile=profile),
                          executor=runner, jobs=JobTable(None), renderer=Renderer(),
                          images=images or {}, host_bin_dir=host_bin_dir)
@@ -136,8 +138,8 @@ def test_apptainer_script_uses_the_image_and_modules(tmp_path: Path) -> None:
     script = render(tmp_path, "apptainer")
     assert "SIF=/project/scratch/p200981/u/benchctl/sif/chroma_1.0.20.sif" in script
     assert "docker://chromadb/chroma:1.0.20" in script
-    assert "module load env/release/2024.1" in script
-    assert "module load Apptainer" in script
+    assert "module load env/release/2025.1" in script
+    assert "module load Apptainer/1.4.2-GCCcore-14.2.0" in script
     assert "for dir in /project/scratch/p200981/u/benchctl/chroma/chroma-X /project /mnt/tier1 /mnt/tier2; do" in script
     assert 'apptainer exec "${BINDS[@]}" "$SIF" chroma run' in script
     assert HOST_BIN_DIR not in script  # the host PATH is for runtime none only

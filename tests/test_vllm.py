@@ -77,7 +77,7 @@ def test_sbatch_header(tmp_path: Path, nodes: int) -> None:
     assert opts["partition"] == "gpu"
     assert opts["nodes"] == str(nodes)
     assert opts["ntasks-per-node"] == "1"
-    assert opts["cpus-per-task"] == "32"  # the meluxina profile: 8 CPUs per GPU x 4 GPUs
+    assert opts["cpus-per-task"] == "128"  # the meluxina profile: the whole node (32 threads per GPU x 4 GPUs)
     assert opts["gres"] == "gpu:4"
     opts = sbatch_options(render(tmp_path, "apptainer", {"model": MODEL, "gpus_per_node": 2, "cpus": 8}))
     assert (opts["gres"], opts["cpus-per-task"]) == ("gpu:2", "8")

@@ -88,6 +88,8 @@ def service_target(app: App, name: str, args: ParsedArgs) -> BenchTarget:
                 job = service.submit(start_values(app, service, args))
             except TemplateError as exc:
                 raise CommandError(f"bench {name}: {exc}") from None
+            for notice in app.service_context().site.take_notices():
+                app.ui.info(notice)
             app.ui.success(f"submitted {name} as job {job.id} (run dir {job.run_dir})")
         job = wait_for(app, job, wait_timeout(app, args.get("timeout"), factor=8))
         return BenchTarget(name=name, job=job, service=service,

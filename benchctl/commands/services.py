@@ -53,6 +53,7 @@ def cmd_start(app: App, args: ParsedArgs) -> None:
     try:
         if args.get("dry_run"):
             script = service.render(values, service.new_run_dir())
+            site_notices(app)
             app.ui.print(Text(script.rstrip("\n")), markup=False)
             app.ui.info(f"(dry run: nothing submitted; executor {app.executor.name}, runtime {values['runtime']})")
             return
@@ -63,9 +64,16 @@ def cmd_start(app: App, args: ParsedArgs) -> None:
     # The local executor has no partition: do not name one.
     keys = ("time",) if app.executor.name == "local" else ("partition", "time")
     where = ", ".join(f"{k} {values[k]}" for k in keys if values.get(k))
+    site_notices(app)
     app.ui.success(f"submitted {service.name} as job {job.id} ({where or 'local'}; runtime {values['runtime']})")
     app.ui.info(f"  logs in {job.run_dir}")
     app.ui.info(f"  next: 'check {service.name} --wait' waits until it is ready")
+
+
+def site_notices(app: App) -> None:
+    """What the site decided for this start (the account from Slurm, a reservation, a scratch fallback)."""
+    for notice in app.service_context().site.take_notices():
+        app.ui.info(notice)
 
 
 def refuse_secrets(name: str, values: dict[str, Any]) -> None:

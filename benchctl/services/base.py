@@ -56,7 +56,6 @@ class ServiceContext:
     renderer: Renderer
     images: Mapping[str, str]
     host_bin_dir: str  # put on PATH in runtime-none jobs (where `chroma` etc. were installed)
-    notify: Callable[[str], None] = lambda message: None  # one-line notices (the account chosen, ...)
     _site: Site | None = field(default=None, repr=False)
 
     @property
@@ -67,7 +66,7 @@ class ServiceContext:
     def site(self) -> Site:
         """The site's rules for a start (account, scratch, QOS limits), asked of the scheduler once."""
         if self._site is None:
-            self._site = Site(self.settings, self.executor, self.notify)
+            self._site = Site(self.settings, self.executor)
         return self._site
 
 

@@ -12,7 +12,6 @@ wall time fits the QOS -- checked before anything is submitted, each said in one
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import PurePath
 from typing import Any
@@ -50,16 +49,22 @@ class Site:
 
     settings: Settings
     executor: Executor
-    notify: Callable[[str], None] = lambda message: None
     _account: str | None = None
     _limits: dict[str, str] | None = None
     _scratch_checked: bool = False
     _said: set[str] = field(default_factory=set)
+    _pending: list[str] = field(default_factory=list)
 
     def _say(self, message: str) -> None:
-        if message not in self._said:
-            self._said.add(message)
-            self.notify(message)
+        """Kept until the start succeeds (``take_notices``): a failed start shows its one error line only."""
+        if message not in self._said and message not in self._pending:
+            self._pending.append(message)
+
+    def take_notices(self) -> list[str]:
+        """The notices of the last start, once: the caller prints them with its result."""
+        out, self._pending = self._pending, []
+        self._said.update(out)
+        return out
 
     # ---- account -------------------------------------------------------------------------------
     def account(self, given: str) -> str:
@@ -111,9 +116,9 @@ class Site:
         """(the QOS's maximum wall time, where that comes from); ("", "") when unknown or unlimited."""
         if self._limits is None:
             self._limits = self.executor.qos_limits() if self.executor is not None else {}
-        wall = self._limits.get(qos, "")
-        if wall:
-            return wall, "Slurm"
+        if qos in self._limits:  # Slurm's answer wins, "no limit" included
+            wall = self._limits[qos]
+            return (wall, "Slurm") if wall else ("", "")
         for entry in self.settings.get("slurm.qos_limits") or []:
             name, _, limit = str(entry).partition("=")
             if name.strip() == qos and limit.strip():
@@ -129,8 +134,24 @@ class Site:
             raise SiteError(f"--time {time} is above the {qos} QOS limit of {limit} ({source}): ask for less, or "
                             "choose another --qos")
 
+    def reservation(self, qos: str, partition: str) -> str:
+        """The reservation ``qos`` must run in on ``partition`` (the profile's slurm.qos_reservations), or ""."""
+        for entry in self.settings.get("slurm.qos_reservations") or []:
+            key, _, name = str(entry).partition("=")
+            want_qos, _, want_partition = key.partition(":")
+            if want_qos.strip() == qos and want_partition.strip() in ("", partition) and name.strip():
+                return name.strip()
+        return ""
+
     def apply(self, values: dict[str, Any]) -> None:
         """Fill in and check a service's start values (account, scratch, QOS time) before rendering."""
+        qos, partition = str(values.get("qos") or ""), str(values.get("partition") or "")
+        if qos and not values.get("reservation"):
+            needed = self.reservation(qos, partition)
+            if needed:
+                values["reservation"] = needed
+                self._say(f"--qos {qos} runs in reservation {needed} on partition {partition} (--reservation "
+                          "chooses another)")
         values["account"] = self.account(str(values.get("account") or ""))
         self.check_scratch()
         self.check_time(str(values.get("qos") or ""), str(values.get("time") or ""))

@@ -14,8 +14,8 @@
 # benchctl: simulated LLM server (`python3 -m benchctl.llmsim`), readiness GET /health
 # ---- environment -----------------------------------------------------------------------------
 if command -v module >/dev/null 2>&1; then
-  module load env/release/2024.1
-  module load Apptainer
+  module load env/release/2025.1
+  module load Apptainer/1.4.2-GCCcore-14.2.0
 else
   echo "benchctl: no 'module' command on $(hostname); skipping module loads" >&2
 fi

@@ -16,8 +16,8 @@
 # Login shells (bash -l) reset PATH; put the host programs benchctl was installed with back in front.
 export PATH=/opt/benchctl/bin:"$PATH"
 if command -v module >/dev/null 2>&1; then
-  module load env/release/2024.1
-  module load Apptainer
+  module load env/release/2025.1
+  module load Apptainer/1.4.2-GCCcore-14.2.0
 else
   echo "benchctl: no 'module' command on $(hostname); skipping module loads" >&2
 fi

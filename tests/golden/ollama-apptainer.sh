@@ -15,8 +15,8 @@
 # benchctl: Ollama LLM server (`ollama serve`), readiness GET /api/tags (benchctl also waits for the model)
 # ---- environment -----------------------------------------------------------------------------
 if command -v module >/dev/null 2>&1; then
-  module load env/release/2024.1
-  module load Apptainer
+  module load env/release/2025.1
+  module load Apptainer/1.4.2-GCCcore-14.2.0
 else
   echo "benchctl: no 'module' command on $(hostname); skipping module loads" >&2
 fi

@@ -6,7 +6,7 @@
 #SBATCH --time=01:00:00
 #SBATCH --nodes=1
 #SBATCH --ntasks-per-node=1
-#SBATCH --cpus-per-task=32
+#SBATCH --cpus-per-task=128
 #SBATCH --gres=gpu:4
 #SBATCH --output=/home/u/benchctl/jobs/vllm-X/slurm-%j.out
 #SBATCH --error=/home/u/benchctl/jobs/vllm-X/slurm-%j.err
@@ -16,8 +16,8 @@
 # 1 node(s) x 4 GPU(s); tensor parallel 4, pipeline parallel 1
 # ---- environment -----------------------------------------------------------------------------
 if command -v module >/dev/null 2>&1; then
-  module load env/release/2024.1
-  module load Apptainer
+  module load env/release/2025.1
+  module load Apptainer/1.4.2-GCCcore-14.2.0
 else
   echo "benchctl: no 'module' command on $(hostname); skipping module loads" >&2
 fi

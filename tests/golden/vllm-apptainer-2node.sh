@@ -6,7 +6,7 @@
 #SBATCH --time=01:00:00
 #SBATCH --nodes=2
 #SBATCH --ntasks-per-node=1
-#SBATCH --cpus-per-task=32
+#SBATCH --cpus-per-task=128
 #SBATCH --gres=gpu:4
 #SBATCH --output=/home/u/benchctl/jobs/vllm-X/slurm-%j.out
 #SBATCH --error=/home/u/benchctl/jobs/vllm-X/slurm-%j.err
@@ -16,8 +16,8 @@
 # 2 node(s) x 4 GPU(s); tensor parallel 4, pipeline parallel 2; Ray joins the nodes
 # ---- environment -----------------------------------------------------------------------------
 if command -v module >/dev/null 2>&1; then
-  module load env/release/2024.1
-  module load Apptainer
+  module load env/release/2025.1
+  module load Apptainer/1.4.2-GCCcore-14.2.0
 else
   echo "benchctl: no 'module' command on $(hostname); skipping module loads" >&2
 fi
@@ -119,9 +119,9 @@ for _ in $(seq 1 100); do
 done
 [ -n "$RAY_PORT" ] || { echo "benchctl: no free Ray port found on $(hostname)" >&2; exit 1; }
 echo "BENCHCTL_RAY_HEAD=$HEAD_IP:$RAY_PORT"
-srun -J ray-head -N1 -n1 -w "$HEAD" -c 32 --gres=gpu:4 apptainer exec --nv "${BINDS[@]}" "$SIF" ray start --block --head --port="$RAY_PORT" --node-ip-address="$HEAD_IP" --disable-usage-stats &
+srun -J ray-head -N1 -n1 -w "$HEAD" -c 128 --gres=gpu:4 apptainer exec --nv "${BINDS[@]}" "$SIF" ray start --block --head --port="$RAY_PORT" --node-ip-address="$HEAD_IP" --disable-usage-stats &
 RAY_HEAD_PID=$!
-srun -J ray-workers -N $((NNODES - 1)) -n $((NNODES - 1)) --ntasks-per-node=1 -x "$HEAD" -c 32 --gres=gpu:4 apptainer exec --nv "${BINDS[@]}" "$SIF" ray start --block --address="$HEAD_IP:$RAY_PORT" --disable-usage-stats &
+srun -J ray-workers -N $((NNODES - 1)) -n $((NNODES - 1)) --ntasks-per-node=1 -x "$HEAD" -c 128 --gres=gpu:4 apptainer exec --nv "${BINDS[@]}" "$SIF" ray start --block --address="$HEAD_IP:$RAY_PORT" --disable-usage-stats &
 RAY_WORKERS_PID=$!
 # Wait (bounded) until Ray sees every node, instead of fixed sleeps.
 RAY_NODES=0
