@@ -30,7 +30,8 @@ class Case:
 
 
 VLLM = "meta-llama/Llama-3.1-8B-Instruct"
-VLLM_IMAGE = "docker://vllm/vllm-openai:v0.10.1.1"
+VLLM_IMAGE = "docker://vllm/vllm-openai:v0.30.0"
+VLLM_RAY_IMAGE = "docker://vllm/vllm-openai:v0.10.1.1"  # the last kind of stock image that ships Ray
 IO500_IMAGE = "docker://registry.example.org/benchctl/io500:test"
 
 CASES: dict[str, dict[str, Case]] = {
@@ -38,10 +39,14 @@ CASES: dict[str, dict[str, Case]] = {
                "none": Case("none", image="docker://chromadb/chroma:1.0.20")},
     "qdrant": {"apptainer": Case("apptainer", {"api_key_env": "QDRANT_API_KEY"}, "docker://qdrant/qdrant:v1.15.4"),
                "none": Case("none", image="docker://qdrant/qdrant:v1.15.4")},
-    "vllm": {f"{runtime}-{nodes}node": Case(runtime, {"model": VLLM, "nodes": nodes,
-                                                      **({"venv": "/opt/vllm-cpu-venv"} if runtime == "none" else {})},
-                                            VLLM_IMAGE)
-             for runtime in RUNTIMES for nodes in (1, 2)},
+    "vllm": {**{f"{runtime}-{nodes}node": Case(runtime, {"model": VLLM, "nodes": nodes,
+                                                         **({"venv": "/opt/vllm-cpu-venv"} if runtime == "none"
+                                                            else {})}, VLLM_IMAGE)
+                for runtime in RUNTIMES for nodes in (1, 2)},
+             **{f"{runtime}-2node-ray": Case(runtime, {"model": VLLM, "nodes": 2, "backend": "ray",
+                                                       **({"venv": "/opt/vllm-cpu-venv"} if runtime == "none"
+                                                          else {})}, VLLM_RAY_IMAGE)
+                for runtime in RUNTIMES}},
     "ollama": {"apptainer": Case("apptainer", {"model": "llama3.2", "parallel": 4, "max_loaded": 2},
                                  "docker://ollama/ollama:0.11.4"),
                "none": Case("none", {"model": "qwen3:4b"}, "docker://ollama/ollama:0.11.4")},

@@ -51,7 +51,8 @@ def render(tmp_path: Path, runtime: str, options: dict[str, Any]) -> str:
 
 
 def api_line(script: str) -> str:
-    return next(line for line in script.splitlines() if API in line)
+    """The API server's line (rank 0, in the batch step): not the headless ranks started with srun."""
+    return next(line for line in script.splitlines() if API in line and "srun " not in line)
 
 
 # ---- golden files --------------------------------------------------------------------------------
@@ -153,6 +154,9 @@ def test_start_without_model_says_so_in_one_line(vllm_app: Any, fake_slurm: Fake
 
 def test_start_dry_run_through_the_command_line(vllm_app: Any, fake_slurm: FakeSlurm) -> None:
     assert vllm_app.run_line(f"start vllm --dry-run --model {MODEL} --nodes 2 --tp 2 --max-model-len 4096")
+    out = " ".join(output(vllm_app).split())
+    assert '--tensor-parallel-size 2 --pipeline-parallel-size 2 --nnodes "$NNODES" --node-rank 0' in out
+    assert vllm_app.run_line(f"start vllm --dry-run --model {MODEL} --nodes 2 --tp 2 --backend ray")
     out = " ".join(output(vllm_app).split())
     assert "--distributed-executor-backend ray --tensor-parallel-size 2 --pipeline-parallel-size 2" in out
     assert "--max-model-len 4096" in out
@@ -289,37 +293,80 @@ def test_template_rechecks_a_token_name_that_bypassed_the_option(tmp_path: Path)
 
 
 @pytest.mark.parametrize("runtime", sorted(RUNTIMES))
-def test_multi_node_structure(tmp_path: Path, runtime: str) -> None:
-    script = render(tmp_path, runtime, {"model": MODEL, "nodes": 2, **({"venv": VENV} if runtime == "none" else {})})
+def test_multi_node_structure_ray(tmp_path: Path, runtime: str) -> None:
+    script = render(tmp_path, runtime, {"model": MODEL, "nodes": 2, "backend": "ray",
+                                        **({"venv": VENV} if runtime == "none" else {})})
     lines = script.splitlines()
-    assert 'HEAD=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)' in lines
-    assert "NNODES=${SLURM_NNODES:-2}" in lines
+    assert 'mapfile -t NODES < <(scontrol show hostnames "$SLURM_JOB_NODELIST")' in lines
+    assert "NNODES=${SLURM_NNODES:-2}" in lines and "HEAD=${NODES[0]}" in lines
     [head] = [line for line in lines if line.startswith("srun -J ray-head ")]
-    assert ' -N1 -n1 -w "$HEAD" ' in head
+    # a quarter of the node's CPUs (apptainer: MeluXina's 128 -> 32; none: the local profile's 32 -> 8): the API
+    # server in the batch step needs the rest
+    assert ' -N1 -n1 -w "$HEAD" ' in head and (" -c 32 " in head if runtime == "apptainer" else " -c 8 " in head)
     assert 'ray start --block --head --port="$RAY_PORT" --node-ip-address="$HEAD_IP"' in head
     assert head.endswith(" &")
-    [workers] = [line for line in lines if line.startswith("srun -J ray-workers ")]
-    assert " -N $((NNODES - 1)) " in workers and " --ntasks-per-node=1 " in workers
-    assert ' -x "$HEAD" ' in workers
-    assert 'ray start --block --address="$HEAD_IP:$RAY_PORT"' in workers
-    assert workers.endswith(" &")
+    # one worker step per other node, each told its own address (vLLM does not pass VLLM_HOST_IP to Ray workers)
+    [workers] = [line.strip() for line in lines if "srun -J ray-workers " in line]
+    assert workers.startswith('VLLM_HOST_IP="$ip" RAY_NODE_IP_ADDRESS="$ip" srun -J ray-workers -N1 -n1 -w "$node" ')
+    assert 'ray start --block --address="$HEAD_IP:$RAY_PORT" --node-ip-address="$ip"' in workers
+    assert 'for node in "${NODES[@]:1:$((NNODES - 1))}"; do' in lines
     # the ray status loop is bounded and comes between the workers and the API server
     status = next(i for i, line in enumerate(lines) if "ray status" in line)
-    assert lines.index(head) < lines.index(workers) < status < lines.index(api_line(script))
+    worker_at = next(i for i, line in enumerate(lines) if "srun -J ray-workers " in line)
+    assert lines.index(head) < worker_at < status < lines.index(api_line(script))
     assert "deadline=$(( SECONDS + 600 ))" in lines
     assert 'echo "BENCHCTL_RAY_NODES=${RAY_NODES:-0}"' in lines
-    assert 'echo "BENCHCTL_RAY_HEAD=$HEAD_IP:$RAY_PORT"' in lines
-    # no fixed sleep between starting Ray and polling it: the only sleep before the API server is the poll's
-    loop = lines.index('while [ "$SECONDS" -lt "$deadline" ]; do')
-    sleeps = [i for i, line in enumerate(lines) if lines.index(head) < i < lines.index(api_line(script))
+    sleeps = [line.strip() for i, line in enumerate(lines) if lines.index(head) < i < lines.index(api_line(script))
               and line.strip().startswith("sleep")]
-    assert [lines[i].strip() for i in sleeps] == ["sleep 2"] and loop < sleeps[0] < status + 3
+    assert sleeps == ["sleep 2"]  # no fixed sleep: only the poll's
     api = api_line(script)
     assert "--distributed-executor-backend ray --tensor-parallel-size 4 --pipeline-parallel-size 2" in api
-    assert api.endswith(" &")
+    assert "--nnodes" not in api
     assert lines[lines.index(api) + 1] == "SVC_PID=$!"  # serve() owns the PID, readiness and stop
     if runtime == "apptainer":
         assert "--gres=gpu:4 apptainer exec --nv" in head and "--gres=gpu:4 apptainer exec --nv" in workers
+
+
+@pytest.mark.parametrize("runtime", sorted(RUNTIMES))
+def test_multi_node_structure_native(tmp_path: Path, runtime: str) -> None:
+    """The default: vLLM's own multi-node mode -- one vLLM per node, rank 0 in the batch step serves the API,
+    the others run headless in one srun step each, all meeting at the first node's address."""
+    script = render(tmp_path, runtime, {"model": MODEL, "nodes": 2, **({"venv": VENV} if runtime == "none" else {})})
+    lines = script.splitlines()
+    for text in ("ray start", "ray status", "RAY_", "--distributed-executor-backend"):
+        assert text not in script, text
+    [rank] = [line.strip() for line in lines if "srun -J \"vllm-rank$rank\"" in line]
+    assert rank.startswith('VLLM_HOST_IP="$ip" srun -J "vllm-rank$rank" -N1 -n1 -w "$node" ')
+    for flag in ('--nnodes "$NNODES"', '--node-rank "$rank"', '--master-addr "$HEAD_IP"',
+                 '--master-port "$MASTER_PORT"', "--headless", "--tensor-parallel-size 4",
+                 "--pipeline-parallel-size 2"):
+        assert flag in rank, flag
+    api = api_line(script)
+    assert ('--tensor-parallel-size 4 --pipeline-parallel-size 2 --nnodes "$NNODES" --node-rank 0 '
+            '--master-addr "$HEAD_IP" --master-port "$MASTER_PORT"') in api
+    assert "--headless" not in api and "--distributed-executor-backend" not in api
+    assert 'export VLLM_HOST_IP="$HEAD_IP"' in lines and 'echo "BENCHCTL_MASTER=$HEAD_IP:$MASTER_PORT"' in lines
+    assert "export NCCL_DEBUG=INFO NCCL_DEBUG_SUBSYS=INIT,NET" in lines
+    if runtime == "apptainer":  # the MeluXina profile names the InfiniBand interface and adapters
+        assert "export NCCL_SOCKET_IFNAME=ib0 GLOO_SOCKET_IFNAME=ib0" in lines and "export NCCL_IB_HCA=mlx5" in lines
+
+
+def test_nccl_transport_from_the_log() -> None:
+    from benchctl.services.vllm import nccl_transport
+
+    assert nccl_transport(["mel2041:1234:1250 [0] NCCL INFO NET/IB : Using [0]mlx5_0:1/IB ; OOB ib0:10.4.0.41<0>"]
+                          ) == "InfiniBand (NET/IB)"
+    assert "NET/Socket" in nccl_transport(["NCCL INFO Channel 00/0 : 0[0] -> 4[0] [send] via NET/Socket/0"])
+    assert nccl_transport(["INFO: Started server process"]) == ""
+
+
+def test_the_ray_backend_takes_the_ray_image(vllm_app: Any) -> None:
+    svc = vllm_app.service("vllm")
+    svc.ctx.images = {"vllm": "docker://vllm/vllm-openai:v0.30.0", "vllm-ray": "docker://vllm/vllm-openai:v0.10.1.1"}
+    assert svc.resolve({"model": MODEL, "nodes": 2, "backend": "ray", "runtime": "apptainer"})["image"].endswith(
+        "v0.10.1.1")
+    assert svc.resolve({"model": MODEL, "nodes": 2, "runtime": "apptainer"})["image"].endswith("v0.30.0")
+    assert svc.resolve({"model": MODEL, "backend": "ray", "image": "docker://x/y:1"})["image"] == "docker://x/y:1"
 
 
 def test_single_node_has_no_ray(tmp_path: Path) -> None:
@@ -333,7 +380,7 @@ def test_check_shows_the_model_and_the_parallel_layout(vllm_app: Any, fake_slurm
     assert vllm_app.run_line("check vllm"), output(vllm_app)
     out = output(vllm_app)
     assert f"  model:  {MODEL}" in out
-    assert "  layout: TP 4 x PP 2 on 2 node(s) x 4 GPU(s) over Ray" in out
+    assert "  layout: TP 4 x PP 2 on 2 node(s) x 4 GPU(s) (vLLM's multi-node mode)" in out
     [job] = vllm_app.jobs.all()
     cpu = Vllm.details(vllm_app.service("vllm"), job.__class__(**{**job.__dict__, "options": {
         **job.options, "nodes": "1", "gpus_per_node": "0"}}))  # the job table keeps text

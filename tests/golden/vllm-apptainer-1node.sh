@@ -84,12 +84,12 @@ fi
 
 # ---- container image -------------------------------------------------------------------------
 command -v apptainer >/dev/null 2>&1 || { echo "benchctl: apptainer not found on $(hostname) (module load Apptainer?)" >&2; exit 127; }
-SIF=/project/scratch/p200981/u/benchctl/sif/vllm-openai_v0.10.1.1.sif
+SIF=/project/scratch/p200981/u/benchctl/sif/vllm-openai_v0.30.0.sif
 if [ ! -f "$SIF" ]; then
   mkdir -p "$(dirname "$SIF")"
   # Pull to a job-private name and rename: two jobs pulling at once must not see a half-written image.
-  apptainer pull --disable-cache "$SIF.$SLURM_JOB_ID.tmp" docker://vllm/vllm-openai:v0.10.1.1 && mv -f "$SIF.$SLURM_JOB_ID.tmp" "$SIF" \
-    || { rm -f "$SIF.$SLURM_JOB_ID.tmp"; echo "benchctl: cannot pull "docker://vllm/vllm-openai:v0.10.1.1 >&2; exit 1; }
+  apptainer pull --disable-cache "$SIF.$SLURM_JOB_ID.tmp" docker://vllm/vllm-openai:v0.30.0 && mv -f "$SIF.$SLURM_JOB_ID.tmp" "$SIF" \
+    || { rm -f "$SIF.$SLURM_JOB_ID.tmp"; echo "benchctl: cannot pull "docker://vllm/vllm-openai:v0.30.0 >&2; exit 1; }
 fi
 echo "BENCHCTL_IMAGE=$SIF"
 # Bind the service's directories and the site's file systems (those that exist on this node).

@@ -11,7 +11,7 @@
 #SBATCH --signal=B:USR1@120
 
 # benchctl: vLLM OpenAI-compatible server, readiness GET /health
-# 2 node(s) x 4 GPU(s); tensor parallel 4, pipeline parallel 2; Ray joins the nodes
+# 2 node(s) x 4 GPU(s); tensor parallel 4, pipeline parallel 2; vLLM's own multi-node mode (--nnodes)
 # ---- environment -----------------------------------------------------------------------------
 # Login shells (bash -l) reset PATH; put the host programs benchctl was installed with back in front.
 export PATH=/opt/benchctl/bin:"$PATH"
@@ -81,48 +81,47 @@ else
 fi
 
 
-# ---- Ray cluster: head on the first node, one worker per other node ---------------------------------
-# The batch script runs on the first node of the allocation: the head, where the API server runs too.
+# ---- the nodes -------------------------------------------------------------------------------------
+# The batch script runs on the first node of the allocation: rank 0 (or the Ray head), where the API server
+# runs too. Every node is told its own address (VLLM_HOST_IP): vLLM does not pass it on to other nodes, and a
+# node that guesses from its default route may pick another network than its peers (two InfiniBand cards).
 NNODES=${SLURM_NNODES:-2}
-HEAD=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)
-[ -n "$HEAD" ] || { echo "benchctl: cannot list the job's nodes (scontrol show hostnames)" >&2; exit 1; }
-# The batch script runs on the first node: the head (Slurm's node name, which may differ from hostname).
+mapfile -t NODES < <(scontrol show hostnames "$SLURM_JOB_NODELIST")
+[ "${#NODES[@]}" -ge "$NNODES" ] || { echo "benchctl: cannot list the job's nodes (scontrol show hostnames)" >&2; exit 1; }
+HEAD=${NODES[0]}
+_bc_node_ip() { getent hosts "$1" | awk '{print $1; exit}'; }
 if [ "${SLURMD_NODENAME:-$(hostname -s)}" = "${HEAD%%.*}" ] && [ -n "$BENCHCTL_IP" ]; then
   HEAD_IP=$BENCHCTL_IP
 else
-  HEAD_IP=$(getent hosts "$HEAD" | awk '{print $1; exit}')
+  HEAD_IP=$(_bc_node_ip "$HEAD")
 fi
-[ -n "$HEAD_IP" ] || { echo "benchctl: no IP address for the Ray head $HEAD" >&2; exit 1; }
+[ -n "$HEAD_IP" ] || { echo "benchctl: no IP address for the first node $HEAD" >&2; exit 1; }
+export VLLM_HOST_IP="$HEAD_IP"
+# NCCL says which transport it chose (NET/IB = InfiniBand, NET/Socket = TCP): `check` reads it from the log.
+export NCCL_DEBUG=INFO NCCL_DEBUG_SUBSYS=INIT,NET
+# ---- vLLM's own multi-node mode: one vLLM per node, rank 0 here serves the API, the others headless -------
 # Several services may share a node: take a random port nobody listens on (bash's /dev/tcp probes it).
-RAY_PORT=
+MASTER_PORT=
 for _ in $(seq 1 100); do
   candidate=$(( 20000 + RANDOM % 30000 ))
   [ "$candidate" = "$PORT" ] && continue
-  if ! (exec 3<>"/dev/tcp/127.0.0.1/$candidate") 2>/dev/null; then RAY_PORT=$candidate; break; fi
+  if ! (exec 3<>"/dev/tcp/127.0.0.1/$candidate") 2>/dev/null; then MASTER_PORT=$candidate; break; fi
 done
-[ -n "$RAY_PORT" ] || { echo "benchctl: no free Ray port found on $(hostname)" >&2; exit 1; }
-echo "BENCHCTL_RAY_HEAD=$HEAD_IP:$RAY_PORT"
-srun -J ray-head -N1 -n1 -w "$HEAD" -c 32 --gres=gpu:4 ray start --block --head --port="$RAY_PORT" --node-ip-address="$HEAD_IP" --disable-usage-stats &
-RAY_HEAD_PID=$!
-srun -J ray-workers -N $((NNODES - 1)) -n $((NNODES - 1)) --ntasks-per-node=1 -x "$HEAD" -c 32 --gres=gpu:4 ray start --block --address="$HEAD_IP:$RAY_PORT" --disable-usage-stats &
-RAY_WORKERS_PID=$!
-# Wait (bounded) until Ray sees every node, instead of fixed sleeps.
-RAY_NODES=0
-deadline=$(( SECONDS + 600 ))
-while [ "$SECONDS" -lt "$deadline" ]; do
-  kill -0 "$RAY_HEAD_PID" 2>/dev/null || { echo "benchctl: the Ray head ended (see the error log)" >&2; exit 1; }
-  kill -0 "$RAY_WORKERS_PID" 2>/dev/null || { echo "benchctl: the Ray workers ended (see the error log)" >&2; exit 1; }
-  RAY_NODES=$(ray status --address="$HEAD_IP:$RAY_PORT" 2>/dev/null | grep -cE '^[[:space:]]*[0-9]+[[:space:]]+node_')
-  [ "${RAY_NODES:-0}" -ge "$NNODES" ] && break
-  sleep 2
+[ -n "$MASTER_PORT" ] || { echo "benchctl: no free torch.distributed port found on $(hostname)" >&2; exit 1; }
+echo "BENCHCTL_MASTER=$HEAD_IP:$MASTER_PORT"
+RANK_PIDS=()
+rank=1
+for node in "${NODES[@]:1:$((NNODES - 1))}"; do
+  ip=$(_bc_node_ip "$node")
+  [ -n "$ip" ] || { echo "benchctl: no IP address for node $node" >&2; exit 1; }
+  VLLM_HOST_IP="$ip" srun -J "vllm-rank$rank" -N1 -n1 -w "$node" -c 32 --gres=gpu:4 python3 -m vllm.entrypoints.openai.api_server --model meta-llama/Llama-3.1-8B-Instruct --tensor-parallel-size 4 --pipeline-parallel-size 2 --nnodes "$NNODES" --node-rank "$rank" --master-addr "$HEAD_IP" --master-port "$MASTER_PORT" --headless &
+  RANK_PIDS+=($!)
+  echo "BENCHCTL_RANK=$rank@$node"
+  rank=$((rank + 1))
 done
-echo "BENCHCTL_RAY_NODES=${RAY_NODES:-0}"
-[ "${RAY_NODES:-0}" -ge "$NNODES" ] || { echo "benchctl: Ray has ${RAY_NODES:-0} of $NNODES nodes after 600 s" >&2; exit 1; }
-export RAY_ADDRESS="$HEAD_IP:$RAY_PORT"
-export VLLM_HOST_IP="$HEAD_IP"
 # ---- service -----------------------------------------------------------------------------------
 # --host 0.0.0.0 under Slurm: reachable from the login node and other compute nodes; 127.0.0.1 when run locally.
-python3 -m vllm.entrypoints.openai.api_server --model meta-llama/Llama-3.1-8B-Instruct --host 127.0.0.1 --port "$PORT" --distributed-executor-backend ray --tensor-parallel-size 4 --pipeline-parallel-size 2 &
+python3 -m vllm.entrypoints.openai.api_server --model meta-llama/Llama-3.1-8B-Instruct --host 127.0.0.1 --port "$PORT" --tensor-parallel-size 4 --pipeline-parallel-size 2 --nnodes "$NNODES" --node-rank 0 --master-addr "$HEAD_IP" --master-port "$MASTER_PORT" &
 SVC_PID=$!
 echo "BENCHCTL_PID=$SVC_PID"
 # ---- readiness: poll the service's own health endpoint, then print the READY marker -------------

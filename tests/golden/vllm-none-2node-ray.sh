@@ -1,0 +1,179 @@
+#!/bin/bash -l
+#SBATCH --job-name=benchctl-vllm
+#SBATCH --partition=gpu
+#SBATCH --time=01:00:00
+#SBATCH --nodes=2
+#SBATCH --ntasks-per-node=1
+#SBATCH --cpus-per-task=32
+#SBATCH --gres=gpu:4
+#SBATCH --output=/home/u/benchctl/jobs/vllm-X/slurm-%j.out
+#SBATCH --error=/home/u/benchctl/jobs/vllm-X/slurm-%j.err
+#SBATCH --signal=B:USR1@120
+
+# benchctl: vLLM OpenAI-compatible server, readiness GET /health
+# 2 node(s) x 4 GPU(s); tensor parallel 4, pipeline parallel 2; Ray joins the nodes
+# ---- environment -----------------------------------------------------------------------------
+# Login shells (bash -l) reset PATH; put the host programs benchctl was installed with back in front.
+export PATH=/opt/benchctl/bin:"$PATH"
+export NO_COLOR=1
+echo "BENCHCTL_JOBID=${SLURM_JOB_ID:-}"
+echo "BENCHCTL_SERVICE=vllm"
+echo "BENCHCTL_HOST=$(hostname)"
+echo "BENCHCTL_NODE=${SLURMD_NODENAME:-$(hostname -s)}"
+BENCHCTL_IP=$(hostname --ip-address 2>/dev/null | awk '{print $1}')
+[ -n "$BENCHCTL_IP" ] || BENCHCTL_IP=$(hostname -I 2>/dev/null | awk '{print $1}')
+echo "BENCHCTL_IP=$BENCHCTL_IP"
+# ---- graceful stop ---------------------------------------------------------------------------
+# `benchctl stop` sends TERM (scancel --signal=TERM), Slurm sends USR1 before the time limit: stop the
+# service cleanly, then stay alive so the job still ends as CANCELLED / TIMEOUT, as the user expects.
+# Installed first thing, so a stop while modules load or an image is pulled is clean too.
+SVC_PID=
+_bc_stop() {
+  case "${_BC_STATE:-}" in
+    stopped) exit 0 ;;   # the final cancel after a clean stop: end now
+    stopping) return ;;  # a repeated signal while the service shuts down
+  esac
+  _BC_STATE=stopping
+  echo "BENCHCTL_STOPPING=$1"
+  kill -TERM "$SVC_PID" 2>/dev/null
+  rc=0
+  while kill -0 "$SVC_PID" 2>/dev/null; do wait "$SVC_PID" 2>/dev/null; rc=$?; done
+  echo "BENCHCTL_STOPPED=$rc"
+  _BC_STATE=stopped
+  sleep "$2" & wait $!
+  exit 0
+}
+trap '_bc_stop TERM 60' TERM
+trap '_bc_stop USR1 300' USR1
+# runtime none: python3 (and ray) come from this venv.
+export VIRTUAL_ENV=/opt/vllm-cpu-venv
+export PATH="$VIRTUAL_ENV/bin:$PATH"
+[ -x "$VIRTUAL_ENV/bin/python3" ] || { echo "benchctl: no python3 in $VIRTUAL_ENV/bin (--venv)" >&2; exit 1; }
+# srun under PMIx on MeluXina: without this, steps fail with a munge (psec) error.
+export PMIX_MCA_psec=native
+export VLLM_NO_USAGE_STATS=1 DO_NOT_TRACK=1
+# Only the holder of this job's key may use /v1 (anyone on the cluster can reach the port).
+: "${BENCHCTL_API_KEY:?benchctl: no API key in the job environment (it must be submitted with --export=ALL)}"
+export VLLM_API_KEY="$BENCHCTL_API_KEY"
+echo "BENCHCTL_MODEL="meta-llama/Llama-3.1-8B-Instruct
+
+# ---- port ------------------------------------------------------------------------------------
+# Several services may share a node: take a random port nobody listens on (bash's /dev/tcp probes it).
+PORT=
+for _ in $(seq 1 100); do
+  candidate=$(( 20000 + RANDOM % 30000 ))
+  if ! (exec 3<>"/dev/tcp/127.0.0.1/$candidate") 2>/dev/null; then PORT=$candidate; break; fi
+done
+[ -n "$PORT" ] || { echo "benchctl: no free port found on $(hostname)" >&2; exit 1; }
+echo "BENCHCTL_PORT=$PORT"
+# ---- Hugging Face cache and token ------------------------------------------------------------
+# Weights are cached on scratch (bound into the container at the same path) and shared by later jobs.
+HF_CACHE=/home/u/benchctl/scratch/benchctl/hf-cache
+mkdir -p "$HF_CACHE"
+export HF_HOME="$HF_CACHE"
+# The token comes from $HF_TOKEN in the environment sbatch passed on; this script never holds it.
+if [ -n "${HF_TOKEN:-}" ]; then
+  export HF_TOKEN="${HF_TOKEN}"
+  export APPTAINERENV_HF_TOKEN="$HF_TOKEN"
+  echo "BENCHCTL_HF_TOKEN_ENV=HF_TOKEN"
+else
+  echo "benchctl: HF_TOKEN is not set; only public models can be downloaded" >&2
+fi
+
+
+# ---- the nodes -------------------------------------------------------------------------------------
+# The batch script runs on the first node of the allocation: rank 0 (or the Ray head), where the API server
+# runs too. Every node is told its own address (VLLM_HOST_IP): vLLM does not pass it on to other nodes, and a
+# node that guesses from its default route may pick another network than its peers (two InfiniBand cards).
+NNODES=${SLURM_NNODES:-2}
+mapfile -t NODES < <(scontrol show hostnames "$SLURM_JOB_NODELIST")
+[ "${#NODES[@]}" -ge "$NNODES" ] || { echo "benchctl: cannot list the job's nodes (scontrol show hostnames)" >&2; exit 1; }
+HEAD=${NODES[0]}
+_bc_node_ip() { getent hosts "$1" | awk '{print $1; exit}'; }
+if [ "${SLURMD_NODENAME:-$(hostname -s)}" = "${HEAD%%.*}" ] && [ -n "$BENCHCTL_IP" ]; then
+  HEAD_IP=$BENCHCTL_IP
+else
+  HEAD_IP=$(_bc_node_ip "$HEAD")
+fi
+[ -n "$HEAD_IP" ] || { echo "benchctl: no IP address for the first node $HEAD" >&2; exit 1; }
+export VLLM_HOST_IP="$HEAD_IP"
+# NCCL says which transport it chose (NET/IB = InfiniBand, NET/Socket = TCP): `check` reads it from the log.
+export NCCL_DEBUG=INFO NCCL_DEBUG_SUBSYS=INIT,NET
+# ---- Ray cluster: head on the first node, one worker per other node --------------------------------
+# Several services may share a node: take a random port nobody listens on (bash's /dev/tcp probes it).
+RAY_PORT=
+for _ in $(seq 1 100); do
+  candidate=$(( 20000 + RANDOM % 30000 ))
+  [ "$candidate" = "$PORT" ] && continue
+  if ! (exec 3<>"/dev/tcp/127.0.0.1/$candidate") 2>/dev/null; then RAY_PORT=$candidate; break; fi
+done
+[ -n "$RAY_PORT" ] || { echo "benchctl: no free Ray port found on $(hostname)" >&2; exit 1; }
+echo "BENCHCTL_RAY_HEAD=$HEAD_IP:$RAY_PORT"
+# The head step gets a share of the node's CPUs: the API server (this batch step) needs the rest.
+srun -J ray-head -N1 -n1 -w "$HEAD" -c 8 --gres=gpu:4 ray start --block --head --port="$RAY_PORT" --node-ip-address="$HEAD_IP" --disable-usage-stats &
+RAY_PIDS=($!)
+for node in "${NODES[@]:1:$((NNODES - 1))}"; do
+  ip=$(_bc_node_ip "$node")
+  [ -n "$ip" ] || { echo "benchctl: no IP address for node $node" >&2; exit 1; }
+  VLLM_HOST_IP="$ip" RAY_NODE_IP_ADDRESS="$ip" srun -J ray-workers -N1 -n1 -w "$node" -c 32 --gres=gpu:4 ray start --block --address="$HEAD_IP:$RAY_PORT" --node-ip-address="$ip" --disable-usage-stats &
+  RAY_PIDS+=($!)
+done
+# Wait (bounded) until Ray sees every node, instead of fixed sleeps.
+RAY_NODES=0
+deadline=$(( SECONDS + 600 ))
+while [ "$SECONDS" -lt "$deadline" ]; do
+  for pid in "${RAY_PIDS[@]}"; do
+    kill -0 "$pid" 2>/dev/null || { echo "benchctl: a Ray step ended before the cluster formed (see the error log)" >&2; exit 1; }
+  done
+  RAY_NODES=$(ray status --address="$HEAD_IP:$RAY_PORT" 2>/dev/null | grep -cE '^[[:space:]]*[0-9]+[[:space:]]+node_')
+  [ "${RAY_NODES:-0}" -ge "$NNODES" ] && break
+  sleep 2
+done
+echo "BENCHCTL_RAY_NODES=${RAY_NODES:-0}"
+[ "${RAY_NODES:-0}" -ge "$NNODES" ] || { echo "benchctl: Ray has ${RAY_NODES:-0} of $NNODES nodes after 600 s" >&2; exit 1; }
+export RAY_ADDRESS="$HEAD_IP:$RAY_PORT"
+# ---- service -----------------------------------------------------------------------------------
+# --host 0.0.0.0 under Slurm: reachable from the login node and other compute nodes; 127.0.0.1 when run locally.
+python3 -m vllm.entrypoints.openai.api_server --model meta-llama/Llama-3.1-8B-Instruct --host 127.0.0.1 --port "$PORT" --distributed-executor-backend ray --tensor-parallel-size 4 --pipeline-parallel-size 2 &
+SVC_PID=$!
+echo "BENCHCTL_PID=$SVC_PID"
+# ---- readiness: poll the service's own health endpoint, then print the READY marker -------------
+_bc_http_ok() {
+  if command -v curl >/dev/null 2>&1; then
+    curl -fsS -o /dev/null --max-time 2 "http://127.0.0.1:$PORT$1" 2>/dev/null
+  else
+    exec 3<>"/dev/tcp/127.0.0.1/$PORT" 2>/dev/null || return 1
+    printf 'GET %s HTTP/1.0\r\nHost: localhost\r\n\r\n' "$1" >&3
+    head -n 1 <&3 | grep -q ' 200 '
+  fi
+}
+# The answer must come from THIS job's service: another job (or user) on the node may hold the port, and
+# its server would answer the health check. Ready = a process of this job's service tree listens on $PORT.
+_bc_owns_port() {
+  local out p
+  out=$(ss -H -ltnp "sport = :$PORT" 2>/dev/null) || return 0  # no usable ss here: cannot tell, trust
+  for p in $(printf '%s\n' "$out" | grep -o 'pid=[0-9]*' | cut -d= -f2); do
+    while [ -n "$p" ] && [ "$p" -gt 1 ]; do
+      [ "$p" = "$SVC_PID" ] && return 0
+      p=$(sed 's/.*) //' "/proc/$p/stat" 2>/dev/null | cut -d' ' -f2)
+    done
+  done
+  return 1
+}
+(
+  warned=
+  for _ in $(seq 1 1800); do
+    kill -0 "$SVC_PID" 2>/dev/null || exit 0
+    if _bc_http_ok /health; then
+      if _bc_owns_port; then echo "BENCHCTL_READY=$(date -u +%Y-%m-%dT%H:%M:%SZ)"; exit 0; fi
+      [ -n "$warned" ] || echo "benchctl: port $PORT answers, but not from this job's service: another process holds it" >&2
+      warned=1
+    fi
+    sleep 1
+  done
+  echo "benchctl: service not ready after 1800 s" >&2
+) &
+wait "$SVC_PID"
+rc=$?
+echo "BENCHCTL_EXITED=$rc"
+exit "$rc"
