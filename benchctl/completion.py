@@ -96,8 +96,17 @@ class BenchctlCompleter(Completer):
             for name in bench_topics(self.app):
                 if name.startswith(current):
                     yield Completion(name, -len(current), display_meta=services.get(name) or kinds.get(name, ""))
+        if kind is Complete.IMAGES:
+            keys = list(self.app.service_context().images)
+            pinned = [c.name for c in self.app.services
+                      if any(k == c.name or k.startswith(c.name + "-") for k in keys)]
+            for name in [*sorted(pinned), "all"]:
+                if name.startswith(current):
+                    yield Completion(name, -len(current), display_meta="every pinned image" if name == "all" else "")
         if kind in (Complete.SERVICE, Complete.TARGET, Complete.TARGET_ALL):
             for cls in sorted(self.app.services, key=lambda c: c.name):
+                if kind is Complete.SERVICE and not cls.startable:
+                    continue
                 if cls.name.startswith(current):
                     yield Completion(cls.name, -len(current), display_meta=cls.summary)
         if kind in (Complete.JOB, Complete.TARGET, Complete.TARGET_ALL):

@@ -7,10 +7,11 @@ Every value remembers which layer set it, so ``benchctl config`` can say why a v
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import os
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -122,6 +123,21 @@ class Settings:
             for k, v in names.items():
                 text = text.replace("{" + k + "}", v)
         return os.path.expanduser(text)
+
+    @contextlib.contextmanager
+    def overlay(self, values: Mapping[str, Any]) -> Iterator[None]:
+        """These values for the duration of a block (one job's --account in its paths), then the old ones."""
+        saved = {k: (self.values.get(k), self.sources.get(k)) for k in values}
+        self.values.update(values)
+        try:
+            yield
+        finally:
+            for key, (value, source) in saved.items():
+                self.values[key] = value
+                if source is None:
+                    self.sources.pop(key, None)
+                else:
+                    self.sources[key] = source
 
     @property
     def home(self) -> Path:

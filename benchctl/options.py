@@ -29,7 +29,8 @@ class Complete(str, Enum):
     """What a positional argument or option value is; the completer offers candidates by kind."""
 
     NONE = "none"
-    SERVICE = "service"
+    SERVICE = "service"        # a service `start` takes
+    IMAGES = "images"          # a service with a pinned image, or "all" (pull)
     JOB = "job"                # a tracked job id
     TARGET = "target"          # a service name or a job id
     TARGET_ALL = "target_all"  # ... or "all"

@@ -130,8 +130,17 @@ def test_stop_also_offers_all(with_jobs: App) -> None:
 
 
 def test_no_jobs_tracked(app: App) -> None:
-    assert completions(app, "check ") == ["chroma", "io500", "llm-sim", "ollama", "qdrant", "vllm"]
-    assert completions(app, "stop ") == ["chroma", "io500", "llm-sim", "ollama", "qdrant", "vllm", "all"]
+    # a pull job is followed like any other, so check and stop name it; start does not take it (pull does)
+    assert completions(app, "check ") == ["chroma", "io500", "llm-sim", "ollama", "pull", "qdrant", "vllm"]
+    assert completions(app, "stop ") == ["chroma", "io500", "llm-sim", "ollama", "pull", "qdrant", "vllm", "all"]
+    assert "pull" not in completions(app, "start ")
+
+
+def test_pull_offers_the_services_with_a_pinned_image_and_all(app: App) -> None:
+    offered = completions(app, "pull ")
+    assert offered[-1] == "all" and {"chroma", "qdrant", "vllm", "ollama"} <= set(offered)
+    assert "pull" not in offered and "llm-sim" not in offered  # llm-sim runs on the host's python
+    assert completions(app, "pull q") == ["qdrant"]
 
 
 def test_help_offers_command_names(app: App) -> None:

@@ -82,7 +82,7 @@ def test_start_option_overrides_every_settings_layer(user_file: Path) -> None:
     write(user_file, '[slurm]\naccount = "p999999"\n')
     s = load_settings(executor="slurm", profile="meluxina")
     chroma = Chroma(ServiceContext(settings=s, executor=None, jobs=None, renderer=None,  # type: ignore[arg-type]
-                                   images={"chroma": "docker://chromadb/chroma:1.0.20"}, host_bin_dir="/opt/bin"))
+                                   images={"chroma": "docker://chromadb/chroma:1.5.9"}, host_bin_dir="/opt/bin"))
     assert chroma.resolve({})["account"] == "p999999"
     assert chroma.resolve({"account": "p111111"})["account"] == "p111111"
     assert chroma.resolve({"account": None})["account"] == "p999999"  # an unset option does not override

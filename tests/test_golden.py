@@ -35,10 +35,10 @@ VLLM_RAY_IMAGE = "docker://vllm/vllm-openai:v0.10.1.1"  # the last kind of stock
 IO500_IMAGE = "docker://registry.example.org/benchctl/io500:test"
 
 CASES: dict[str, dict[str, Case]] = {
-    "chroma": {"apptainer": Case("apptainer", image="docker://chromadb/chroma:1.0.20"),
-               "none": Case("none", image="docker://chromadb/chroma:1.0.20")},
-    "qdrant": {"apptainer": Case("apptainer", {"api_key_env": "QDRANT_API_KEY"}, "docker://qdrant/qdrant:v1.15.4"),
-               "none": Case("none", image="docker://qdrant/qdrant:v1.15.4")},
+    "chroma": {"apptainer": Case("apptainer", image="docker://chromadb/chroma:1.5.9"),
+               "none": Case("none", image="docker://chromadb/chroma:1.5.9")},
+    "qdrant": {"apptainer": Case("apptainer", {"api_key_env": "QDRANT_API_KEY"}, "docker://qdrant/qdrant:v1.19.1"),
+               "none": Case("none", image="docker://qdrant/qdrant:v1.19.1")},
     "vllm": {**{f"{runtime}-{nodes}node": Case(runtime, {"model": VLLM, "nodes": nodes,
                                                          **({"venv": "/opt/vllm-cpu-venv"} if runtime == "none"
                                                             else {})}, VLLM_IMAGE)
@@ -48,13 +48,15 @@ CASES: dict[str, dict[str, Case]] = {
                                                           else {})}, VLLM_RAY_IMAGE)
                 for runtime in RUNTIMES}},
     "ollama": {"apptainer": Case("apptainer", {"model": "llama3.2", "parallel": 4, "max_loaded": 2},
-                                 "docker://ollama/ollama:0.11.4"),
-               "none": Case("none", {"model": "qwen3:4b"}, "docker://ollama/ollama:0.11.4")},
+                                 "docker://ollama/ollama:0.35.1"),
+               "none": Case("none", {"model": "qwen3:4b"}, "docker://ollama/ollama:0.35.1")},
     "llm-sim": {"none": Case("none"),
                 "apptainer": Case("apptainer", {"seed": 7}),  # no image configured: host python fallback
                 "apptainer-image": Case("apptainer", {"model": "llama-sim", "ttft_ms": 120.5, "itl_ms": 0.5,
                                                       "error_rate": 0.01},
                                         "oras://registry.example.org/benchctl/llmsim:0.1")},
+    # pull's images come from the images table; the test table pins one image under the service's own name
+    "pull": {"apptainer": Case("apptainer", {"images": "pull"}, "docker://chromadb/chroma:1.5.9")},
     "io500": {f"{runtime}-{nodes}node": Case(runtime, {"nodes": nodes, "tasks_per_node": 16}, IO500_IMAGE)
               for runtime in RUNTIMES for nodes in (1, 2)},
 }

@@ -760,3 +760,16 @@ def test_send_on_a_closed_connection_fails_at_once() -> None:
         assert info.value.kind == "connection"
 
     run(main())
+
+
+def test_older_vllm_metric_names_are_read_as_todays() -> None:
+    from benchctl.bench.llm.server_metrics import parse_metrics, server_means
+
+    old = ('vllm:gpu_cache_usage_perc{model_name="m"} 0.5\n'
+           'vllm:time_per_output_token_seconds_sum{model_name="m"} 2.0\n'
+           'vllm:time_per_output_token_seconds_count{model_name="m"} 100\n')
+    metrics = parse_metrics(old)
+    assert metrics['vllm:kv_cache_usage_perc{model_name="m"}'] == 0.5
+    assert server_means(metrics) == {"inter_token_latency": 20.0}
+    both = old + 'vllm:kv_cache_usage_perc{model_name="m"} 0.7\n'
+    assert parse_metrics(both)['vllm:kv_cache_usage_perc{model_name="m"}'] == 0.7  # today's name wins

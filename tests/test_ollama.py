@@ -35,7 +35,7 @@ from tests.test_templates import BASH, HOST_BIN_DIR, RUNTIMES, bash_syntax_ok, s
 
 RUN_DIR = Path("/home/u/benchctl/jobs/ollama-X")
 # Pinned here (not read from sif/images.yaml) so the golden files change only when the template does.
-IMAGE = "docker://ollama/ollama:0.11.4"
+IMAGE = "docker://ollama/ollama:0.35.1"
 IMAGES = {"ollama": IMAGE}
 # The golden scripts: apptainer with every option, none with only the required model.
 GOLDEN_OPTIONS: dict[str, dict[str, Any]] = {
@@ -104,7 +104,7 @@ def test_apptainer_env_binds_and_commands(tmp_path: Path) -> None:
     assert 'apptainer exec --nv "${BINDS[@]}" "$SIF" ollama serve &\nSVC_PID=$!\n' in script
     assert ('_bc_ollama() { apptainer exec --nv "${BINDS[@]}" "$SIF" env OLLAMA_HOST="127.0.0.1:$PORT" '
             'ollama "$@"; }') in script
-    assert "SIF=/project/scratch/p200981/u/benchctl/sif/ollama_0.11.4.sif" in script
+    assert "SIF=/project/scratch/p200981/u/benchctl/sif/ollama_0.35.1.sif" in script
 
 
 @pytest.mark.usefixtures("fixed_env")

@@ -41,7 +41,7 @@ from tests.test_templates import BASH, HOST_BIN_DIR, RUNTIMES, bash_syntax_ok, s
 
 RUN_DIR = Path("/home/u/benchctl/jobs/qdrant-X")
 # Pinned here (not read from sif/images.yaml) so the golden files change only when the template does.
-IMAGE = "docker://qdrant/qdrant:v1.15.4"
+IMAGE = "docker://qdrant/qdrant:v1.19.1"
 KEY_VAR = "BENCHCTL_TEST_QDRANT_KEY"
 SECRET = "qd-s3cret-4f9a1c77e2b0"
 # The golden scripts: apptainer with an API key, none without.
@@ -105,7 +105,7 @@ def test_sbatch_header(tmp_path: Path, runtime: str) -> None:
 @pytest.mark.usefixtures("fixed_env")
 def test_apptainer_script_runs_the_image_binary(tmp_path: Path) -> None:
     script = render(tmp_path, "apptainer")
-    assert "SIF=/project/scratch/p200981/u/benchctl/sif/qdrant_v1.15.4.sif" in script
+    assert "SIF=/project/scratch/p200981/u/benchctl/sif/qdrant_v1.19.1.sif" in script
     assert f"apptainer pull --disable-cache \"$SIF.$SLURM_JOB_ID.tmp\" {IMAGE}" in script
     assert "for dir in /project/scratch/p200981/u/benchctl/qdrant/qdrant-X /project /mnt/tier1 /mnt/tier2; do" in script
     assert 'apptainer exec "${BINDS[@]}" "$SIF" /qdrant/qdrant &\n' in script

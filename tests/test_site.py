@@ -11,7 +11,7 @@ from benchctl.app import App
 from benchctl.executors.slurm import parse_accounts
 from benchctl.services.site import slurm_minutes
 from tests.fakes import FakeSlurm
-from tests.test_commands import fails_with, output
+from tests.test_commands import clear, fails_with, output
 
 
 @pytest.fixture
@@ -99,3 +99,42 @@ def test_scratch_falls_back_to_the_project_home(make_app, user_config: Path, tmp
                                                ("1-12", 2160), ("UNLIMITED", None), ("00:30:01", 31)])
 def test_slurm_minutes(text: str, minutes: int | None) -> None:
     assert slurm_minutes(text) == minutes
+
+
+def test_pull_job_fills_the_sif_cache_once(app: App, fake_slurm: FakeSlurm) -> None:
+    assert app.run_line("pull vllm --dry-run")
+    out = output(app)
+    assert "#SBATCH --partition=cpu" in out and "apptainer pull --disable-cache" in out
+    assert "vllm-openai_v0.30.0.sif" in out and "vllm-openai_v0.10.1.1.sif" in out  # vllm brings its Ray image
+    assert 'export APPTAINER_TMPDIR="${APPTAINER_TMPDIR:-$_BC_APPTAINER/tmp}"' in out
+    assert "APPTAINER_DOCKER_USERNAME" in out and "PASSWORD=" not in out  # by name only
+    assert "no image pinned for 'nosuch'" in fails_with(app, "pull nosuch")
+    assert app.run_line("pull all")
+    job = app.jobs.latest_for("pull")
+    assert job is not None and "chroma_1.5.9.sif" in fake_slurm.jobs[job.id].script
+
+
+def test_pull_with_runtime_none_says_there_is_nothing_to_pull(make_app) -> None:  # type: ignore[no-untyped-def]
+    app = make_app(profile="local", executor="local")
+    assert "nothing to pull with --runtime none" in fails_with(app, "pull chroma")
+
+
+def test_the_jobs_own_account_names_its_paths(app: App) -> None:
+    assert app.run_line("start chroma --account p201234 --dry-run")
+    out = output(app)
+    assert "#SBATCH --account=p201234" in out and "/project/scratch/p201234/" in out
+    assert "/project/scratch/p200981/" not in out
+
+
+def test_qdrant_on_lustre_is_warned_and_dev_shm_offered(app: App) -> None:
+    assert app.run_line("start qdrant --dry-run")
+    assert "is on a network file system (Lustre)" in output(app) and "--data-dir /dev/shm/qdrant" in output(app)
+    clear(app)
+    assert app.run_line("start qdrant --dry-run --data-dir /dev/shm/qdrant")
+    assert "network file system" not in output(app) and "DATA_DIR=/dev/shm/qdrant" in output(app)
+
+
+def test_no_multithread_halves_the_cpus(app: App) -> None:
+    assert app.run_line("start vllm --model m/x --no-multithread --dry-run")
+    out = output(app)
+    assert "#SBATCH --hint=nomultithread" in out and "#SBATCH --cpus-per-task=64" in out

@@ -33,7 +33,7 @@ UPDATE = os.environ.get("BENCHCTL_UPDATE_GOLDEN") == "1"
 RUN_DIR = Path("/home/u/benchctl/jobs/chroma-X")
 HOST_BIN_DIR = "/opt/benchctl/bin"
 # Pinned here (not read from sif/images.yaml) so the golden files change only when the templates do.
-IMAGES = {"chroma": "docker://chromadb/chroma:1.0.20"}
+IMAGES = {"chroma": "docker://chromadb/chroma:1.5.9"}
 
 # runtime -> (profile, executor)
 RUNTIMES = {"apptainer": ("meluxina", "slurm"), "none": ("local", "local")}
@@ -136,8 +136,8 @@ def test_sbatch_header_is_complete_and_before_any_command(tmp_path: Path, runtim
 @pytest.mark.usefixtures("fixed_env")
 def test_apptainer_script_uses_the_image_and_modules(tmp_path: Path) -> None:
     script = render(tmp_path, "apptainer")
-    assert "SIF=/project/scratch/p200981/u/benchctl/sif/chroma_1.0.20.sif" in script
-    assert "docker://chromadb/chroma:1.0.20" in script
+    assert "SIF=/project/scratch/p200981/u/benchctl/sif/chroma_1.5.9.sif" in script
+    assert "docker://chromadb/chroma:1.5.9" in script
     assert "module load env/release/2025.1" in script
     assert "module load Apptainer/1.4.2-GCCcore-14.2.0" in script
     assert "for dir in /project/scratch/p200981/u/benchctl/chroma/chroma-X /project /mnt/tier1 /mnt/tier2; do" in script
@@ -187,6 +187,17 @@ HOSTILE = [
 ]
 
 
+def inside_single_quotes(line: str, value: str) -> bool:
+    """Whether every occurrence of ``value`` in ``line`` lies within a '...' span (where bash expands nothing)."""
+    spans = [m.span() for m in re.finditer(r"'[^']*'", line)]
+    start = line.find(value)
+    while start != -1:
+        if not any(a < start and start + len(value) < b for a, b in spans):
+            return False
+        start = line.find(value, start + 1)
+    return True
+
+
 def single_words(script: str, value: str) -> list[str]:
     """Lines holding the quoted value, from the quoted value on (without a line-continuation backslash)."""
     quoted = shlex.quote(value)
@@ -204,8 +215,8 @@ def test_hostile_value_is_only_shell_quoted(tmp_path: Path, runtime: str, key: s
         return
     assert quoted in script
     # every occurrence of the raw value is inside its quoted form (no echo "...{{ value }}..." anywhere)
-    if value in quoted:
-        assert script.count(value) == script.count(quoted)
+    if value in quoted:  # ... also where it is part of a longer quoted word (a path named after the account)
+        assert all(inside_single_quotes(line, value) for line in script.split("\n"))
     else:  # a value with a single quote is spelled differently once quoted
         assert value not in script
     # the quoted form reads back as exactly one word
@@ -297,3 +308,12 @@ def test_bind_loop_keeps_only_existing_directories(tmp_path: Path, fixed_env: No
     expected = ["-B", str(present)] + [x for d in ("/project", "/mnt/tier1", "/mnt/tier2") if Path(d).exists()
                                        for x in ("-B", d)]
     assert out == expected
+
+
+def test_the_chroma_image_is_the_chromadb_the_tests_run() -> None:
+    """The image MeluXina users run is the server version the tests exercise (sif/README.md)."""
+    from importlib.metadata import version
+
+    from benchctl.services import load_images
+
+    assert load_images()["chroma"] == f"docker://chromadb/chroma:{version('chromadb')}"

@@ -23,6 +23,7 @@ from benchctl.slurm.states import JobState
 
 if TYPE_CHECKING:
     from benchctl.app import App
+    from benchctl.services.base import SlurmServer
 
 
 
@@ -41,6 +42,13 @@ def cmd_start(app: App, args: ParsedArgs) -> None:
     """Submit a service as a job: a Slurm batch job (or, with the local executor, a process on this machine).
     --dry-run prints the batch script and submits nothing."""
     service = app.service(args.positionals[0])
+    if not service.startable:
+        raise CommandError(f"{service.name} is submitted by its own command: 'help {service.name}'")
+    submit(app, service, args)
+
+
+def submit(app: App, service: SlurmServer, args: ParsedArgs) -> None:
+    """Submit ``service`` with the options of ``args`` and say where it went (start, pull)."""
     values = start_values(app, service, args)
     refuse_secrets(service.name, values)
     running = [j for j in app.jobs.all() if j.service == service.name and not j.state.is_final
@@ -68,6 +76,18 @@ def cmd_start(app: App, args: ParsedArgs) -> None:
     app.ui.success(f"submitted {service.name} as job {job.id} ({where or 'local'}; runtime {values['runtime']})")
     app.ui.info(f"  logs in {job.run_dir}")
     app.ui.info(f"  next: 'check {service.name} --wait' waits until it is ready")
+
+
+def cmd_pull(app: App, args: ParsedArgs) -> None:
+    """Submit a short CPU job that pulls the pinned images of SERVICE (or all) into the SIF cache, once, so that
+    the jobs of a run find them instead of each pulling from Docker Hub (anonymous pulls are limited)."""
+    from benchctl.services.pull import Pull
+
+    pull = app.service("pull")
+    assert isinstance(pull, Pull)
+    keys = pull.images_for(args.positionals[0].split(","))
+    args.opts["images"] = ",".join(keys)
+    submit(app, pull, args)
 
 
 def site_notices(app: App) -> None:
@@ -280,7 +300,12 @@ def register(registry: Registry) -> None:
                          (Option("--dry-run", "print the batch script, submit nothing", None),
                           Option("--recipe", "YAML file with start options", path, metavar="FILE",
                                  complete=Complete.PATH)),
-                         min_args=1, options_for=start_options, topics=lambda app: sorted(app.services.names())))
+                         min_args=1, options_for=start_options,
+                         topics=lambda app: sorted(c.name for c in app.services if c.startable)))
+    registry.add(Command("pull", cmd_pull, "pull SERVICE[,SERVICE...]|all [start options]",
+                         "pull container images once, ahead of a run", (Complete.IMAGES,),
+                         (Option("--dry-run", "print the batch script, submit nothing", None),),
+                         min_args=1, options_for=lambda app, words: start_options(app, ["pull"])))
     registry.add(Command("check", cmd_check, "check [SERVICE|JOBID] [--wait [--timeout S]]",
                          "state, node, endpoint, readiness, tunnel hint", target,
                          (Option("--wait", "block until ready (or failed)", None),

@@ -14,13 +14,14 @@ from benchctl.services.chroma import Chroma
 from benchctl.services.io500 import Io500
 from benchctl.services.llmsim import LlmSim
 from benchctl.services.ollama import Ollama
+from benchctl.services.pull import Pull
 from benchctl.services.qdrant import Qdrant
 from benchctl.services.server import BatchRun, Endpoint, LlmServer, Server, VectorServer
 from benchctl.services.vllm import Vllm
 from benchctl.templates import find_resource_dir
 
 SERVICES: Registry[type[SlurmServer]] = Registry(
-    "service", (Chroma, Qdrant, Io500, Vllm, Ollama, LlmSim), key=lambda cls: cls.name)
+    "service", (Chroma, Qdrant, Io500, Vllm, Ollama, LlmSim, Pull), key=lambda cls: cls.name)
 
 
 def load_images(path: Path | None = None) -> dict[str, str]:

@@ -70,6 +70,12 @@ class ServiceContext:
         return self._site
 
 
+def sif_path(settings: Settings, image: str, fallback: str) -> str:
+    """Where an image's SIF is cached: named after the image's last path part and tag (chroma_1.5.9.sif)."""
+    name = image.rsplit("/", 1)[-1].replace(":", "_") + ".sif" if image else f"{fallback}.sif"
+    return str(Path(settings.expand("container.sif_dir")) / name)
+
+
 def option_text(value: Any) -> str:
     """A start value as the job table stores it (``50`` for 50.0: it reads back as the user wrote it)."""
     return f"{value:g}" if isinstance(value, float) else str(value)
@@ -88,6 +94,7 @@ class SlurmServer(ABC):
     default_cpus: ClassVar[int] = 2
     ready_timeout: ClassVar[int] = 600
     extra_options: ClassVar[tuple[Option, ...]] = ()
+    startable: ClassVar[bool] = True  # False: submitted by a command of its own (pull), not by `start`
     bench_kind: ClassVar[str | None] = None  # the benchmark client `bench SERVICE` runs ("vector", "llm", ...)
     # Start options worth a line in `check` (e.g. the model an LLM server serves).
     shown_options: ClassVar[tuple[str, ...]] = ()
@@ -146,13 +153,14 @@ class SlurmServer(ABC):
             values.update({k: v for k, v in layer.items() if v is not None})
         if values["runtime"] == "auto":
             values["runtime"] = "none" if s.text("executor") == "local" else "apptainer"
+        if values.get("no_multithread") and not (options.get("cpus") or (recipe or {}).get("cpus")):
+            values["cpus"] = max(1, int(values["cpus"]) // 2)  # the node's cores, without their second threads
         self.ctx.site.apply(values)  # the account to charge, a scratch that exists, a time the QOS allows
         return values
 
     def job_values(self, values: Mapping[str, Any], run_dir: Path) -> dict[str, Any]:
         s = self.ctx.settings
         image = str(values["image"])
-        sif_name = image.rsplit("/", 1)[-1].replace(":", "_") + ".sif" if image else f"{self.name}.sif"
         return {
             "service": self.name, "name": f"benchctl-{self.name}",
             "account": values["account"], "partition": values["partition"], "qos": values["qos"],
@@ -165,7 +173,9 @@ class SlurmServer(ABC):
             "modules": list(s.get("container.modules")), "runtime": values["runtime"],
             "binds": [s.expand_text(b) for b in s.get("container.binds")],
             "path_prepend": self.ctx.host_bin_dir if values["runtime"] == "none" else "",
-            "image": image, "sif": str(Path(s.expand("container.sif_dir")) / sif_name),
+            "image": image, "sif": sif_path(s, image, self.name),
+            "apptainer_dir": str(Path(s.expand("paths.scratch")) / "benchctl" / "apptainer"),
+            "hint": "nomultithread" if values.get("no_multithread") else "",
             "port": int(values["port"]), "ready_timeout": self.ready_timeout,
             "health_path": getattr(self, "health_path", "/"),
             "auth": self.auth_on(values),  # the job finds its key in $BENCHCTL_API_KEY (never in the script)
@@ -175,7 +185,10 @@ class SlurmServer(ABC):
         }
 
     def render(self, values: Mapping[str, Any], run_dir: Path) -> str:
-        context = {"job": self.job_values(values, run_dir), **self.template_values(values, run_dir)}
+        # The job's own account in its paths ({account} in scratch), even when --account names another project.
+        account = values.get("account") or self.ctx.settings.text("slurm.account")
+        with self.ctx.settings.overlay({"slurm.account": account}):
+            context = {"job": self.job_values(values, run_dir), **self.template_values(values, run_dir)}
         return self.ctx.renderer.render(self.template, context, search=self.template_dir)
 
     def new_run_dir(self) -> Path:
@@ -186,7 +199,9 @@ class SlurmServer(ABC):
         run_dir = self.new_run_dir()
         script = self.render(values, run_dir)
         self.files.mkdir(run_dir)
-        self.prepare_run_dir(values, run_dir)
+        account = values.get("account") or self.ctx.settings.text("slurm.account")
+        with self.ctx.settings.overlay({"slurm.account": account}):  # the job's project in its paths
+            self.prepare_run_dir(values, run_dir)
         script_path = run_dir / "job.sh"
         self.files.write_text(script_path, script, mode=0o700)
         env = self.make_credentials(values, run_dir)

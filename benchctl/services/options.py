@@ -34,6 +34,7 @@ COMMON_OPTIONS: tuple[Option, ...] = (
            "slurm.reservation)", metavar="NAME"),
     Option("--time", "wall time limit, e.g. 01:00:00 (default: slurm.time)", slurm_time, metavar="T"),
     Option("--cpus", "CPUs for the service", integer(1), metavar="N"),
+    Option("--no-multithread", "one thread per core (--hint=nomultithread; the default CPU count halves)", None),
     Option("--mem", "memory per node, e.g. 16G", memory, metavar="M"),
     Option("--port", "fixed port (default: a free port picked on the node)", PORT, metavar="PORT"),
     Option("--runtime", "container runtime (default: container.runtime)", choices=("apptainer", "none")),

@@ -41,8 +41,9 @@ class Qdrant(VectorServer):
                metavar="PORT"),
         Option("--api-key-env", "require an API key: the NAME of an environment variable that holds it (read by "
                "the job at run time, never written into the script)", job_env_name, metavar="VAR"),
-        Option("--data-dir", "where qdrant keeps storage and snapshots (default: a new dir under {scratch})",
-               metavar="DIR", complete=Complete.PATH),
+        Option("--data-dir", "where qdrant keeps storage and snapshots (default: a new dir under {scratch}; "
+               "/dev/shm/NAME = the node's RAM, for throwaway benchmark data)", metavar="DIR",
+               complete=Complete.PATH),
     )
 
     def template_values(self, values: Mapping[str, Any], run_dir: Path) -> dict[str, Any]:
@@ -51,6 +52,11 @@ class Qdrant(VectorServer):
         grpc_port = int(values.get("grpc_port") or 0)
         if grpc_port and grpc_port == int(values.get("port") or 0):
             raise TemplateError(f"--grpc-port {grpc_port} is also the REST port (--port); pick another")
+        if str(data_dir).startswith(("/project", "/mnt/tier")):
+            # Qdrant's documentation: it needs block storage and does not work on network file systems.
+            self.ctx.site.say(f"qdrant: its data directory {data_dir} is on a network file system (Lustre); Qdrant "
+                              "needs block storage and may fail or crawl there -- for throwaway benchmark data use "
+                              "--data-dir /dev/shm/qdrant (the node's RAM, gone with the job)")
         key_env = str(values.get("api_key_env") or "")
         # Checked again here: a value that bypassed the option (a caller building values by hand) must still
         # never be spliced into ${...} in the script.

@@ -60,6 +60,10 @@ class Site:
         if message not in self._said and message not in self._pending:
             self._pending.append(message)
 
+    def say(self, message: str) -> None:
+        """A notice shown with the start's result (a service's own warning about its settings)."""
+        self._say(message)
+
     def take_notices(self) -> list[str]:
         """The notices of the last start, once: the caller prints them with its result."""
         out, self._pending = self._pending, []

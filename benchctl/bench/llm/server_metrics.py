@@ -13,19 +13,32 @@ from typing import Any
 
 from benchctl.http import http_get
 
+# vLLM renamed metrics between the releases benchctl meets (pinned images and current ones): read the old name
+# as the new one. gpu_cache_usage_perc -> kv_cache_usage_perc (0.9.2; old name gone in 0.12);
+# time_per_output_token_seconds -> inter_token_latency_seconds (0.11; old name gone in 0.13).
+RENAMED = {"vllm:gpu_cache_usage_perc": "vllm:kv_cache_usage_perc",
+           "vllm:time_per_output_token_seconds": "vllm:inter_token_latency_seconds"}
 _METRIC_LINE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})?\s+([-+0-9.eE]+|NaN|[+-]Inf)$")
 
 
 def parse_metrics(text: str) -> dict[str, float]:
     """Prometheus text as ``{name{labels}: value}`` (comments and malformed lines skipped)."""
     out = {}
+    renamed: dict[str, float] = {}
     for line in text.splitlines():
         m = _METRIC_LINE.match(line.strip())
         if m:
             try:
-                out[m.group(1) + (m.group(2) or "")] = float(m.group(3))
+                value = float(m.group(3))
             except ValueError:
                 continue
+            name, labels = m.group(1), m.group(2) or ""
+            out[name + labels] = value
+            for old, new in RENAMED.items():  # an older vLLM's name, also under today's (unless both are there)
+                if name == old or name.startswith(old + "_"):
+                    renamed[new + name[len(old):] + labels] = value
+    for key, value in renamed.items():
+        out.setdefault(key, value)
     return out
 
 
@@ -61,7 +74,9 @@ def server_means(deltas: Mapping[str, float]) -> dict[str, float]:
             sums[name[:-12]] = sums.get(name[:-12], 0.0) + value
         elif name.endswith("_seconds_count"):
             counts[name[:-14]] = counts.get(name[:-14], 0.0) + value
-    return {name.split(":")[-1]: 1000 * sums[name] / counts[name] for name in sorted(sums) if counts.get(name)}
+    old_names = {old[: -len("_seconds")] for old in RENAMED if old.endswith("_seconds")}
+    return {name.split(":")[-1]: 1000 * sums[name] / counts[name] for name in sorted(sums)
+            if counts.get(name) and name not in old_names}  # an old name is read as today's
 
 
 def engine_version(url: str, headers: dict[str, str] | None = None) -> str:
