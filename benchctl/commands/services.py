@@ -186,6 +186,9 @@ def cmd_check(app: App, args: ParsedArgs) -> None:
             raise CommandError("no jobs tracked (start one with 'start SERVICE')")
     if args.get("wait"):
         jobs = refresh(app, jobs)
+        # A job found ended on refresh (cancelled elsewhere) is not waited for when others still run.
+        if args.positionals:
+            jobs = [j for j in jobs if not j.state.is_final] or jobs
         timeout = wait_timeout(app, args.get("timeout"))
         jobs = [wait_for(app, job, timeout) for job in jobs]
         return

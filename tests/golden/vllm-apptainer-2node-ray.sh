@@ -114,7 +114,16 @@ NNODES=${SLURM_NNODES:-2}
 mapfile -t NODES < <(scontrol show hostnames "$SLURM_JOB_NODELIST")
 [ "${#NODES[@]}" -ge "$NNODES" ] || { echo "benchctl: cannot list the job's nodes (scontrol show hostnames)" >&2; exit 1; }
 HEAD=${NODES[0]}
-_bc_node_ip() { getent hosts "$1" | awk '{print $1; exit}'; }
+# A node's address: its name in the hosts database, else the NodeAddr Slurm itself reaches it at.
+_bc_node_ip() {
+  local addr
+  addr=$(getent hosts "$1" | awk '{print $1; exit}')
+  [ -n "$addr" ] || addr=$(scontrol show node "$1" 2>/dev/null | grep -o 'NodeAddr=[^ ]*' | cut -d= -f2)
+  case "$addr" in
+    ''|*[!0-9.:]*) [ -n "$addr" ] && getent hosts "$addr" | awk '{print $1; exit}' ;;
+    *) echo "$addr" ;;
+  esac
+}
 if [ "${SLURMD_NODENAME:-$(hostname -s)}" = "${HEAD%%.*}" ] && [ -n "$BENCHCTL_IP" ]; then
   HEAD_IP=$BENCHCTL_IP
 else
@@ -139,11 +148,13 @@ echo "BENCHCTL_RAY_HEAD=$HEAD_IP:$RAY_PORT"
 # The head step gets a share of the node's CPUs: the API server (this batch step) needs the rest.
 srun -J ray-head -N1 -n1 -w "$HEAD" -c 32 --gres=gpu:4 apptainer exec --nv "${BINDS[@]}" "$SIF" ray start --block --head --port="$RAY_PORT" --node-ip-address="$HEAD_IP" --disable-usage-stats &
 RAY_PIDS=($!)
+_BC_NEEDED=("$!:the Ray head step on $HEAD")
 for node in "${NODES[@]:1:$((NNODES - 1))}"; do
   ip=$(_bc_node_ip "$node")
   [ -n "$ip" ] || { echo "benchctl: no IP address for node $node" >&2; exit 1; }
   VLLM_HOST_IP="$ip" RAY_NODE_IP_ADDRESS="$ip" srun -J ray-workers -N1 -n1 -w "$node" -c 128 --gres=gpu:4 apptainer exec --nv "${BINDS[@]}" "$SIF" ray start --block --address="$HEAD_IP:$RAY_PORT" --node-ip-address="$ip" --disable-usage-stats &
   RAY_PIDS+=($!)
+  _BC_NEEDED+=("$!:the Ray worker step on $node")
 done
 # Wait (bounded) until Ray sees every node, instead of fixed sleeps.
 RAY_NODES=0
@@ -164,6 +175,22 @@ export RAY_ADDRESS="$HEAD_IP:$RAY_PORT"
 apptainer exec --nv "${BINDS[@]}" "$SIF" python3 -m vllm.entrypoints.openai.api_server --model meta-llama/Llama-3.1-8B-Instruct --host 0.0.0.0 --port "$PORT" --distributed-executor-backend ray --tensor-parallel-size 4 --pipeline-parallel-size 2 &
 SVC_PID=$!
 echo "BENCHCTL_PID=$SVC_PID"
+# The service needs the steps in _BC_NEEDED ("pid:what", the other nodes): when one ends, stop the service,
+# so the job fails naming it instead of the server waiting for a peer that is gone.
+(
+  while kill -0 "$SVC_PID" 2>/dev/null; do
+    for item in "${_BC_NEEDED[@]}"; do
+      kill -0 "${item%%:*}" 2>/dev/null && continue
+      echo "benchctl: ${item#*:} ended while the service needed it; stopping the service" >&2
+      kill -TERM "$SVC_PID" 2>/dev/null
+      # A server still starting up may wait for its peer instead of stopping: then it is killed.
+      for _ in $(seq 1 30); do kill -0 "$SVC_PID" 2>/dev/null || exit 0; sleep 1; done
+      kill -KILL "$SVC_PID" 2>/dev/null
+      exit 0
+    done
+    sleep 2
+  done
+) &
 # ---- readiness: poll the service's own health endpoint, then print the READY marker -------------
 _bc_http_ok() {
   if command -v curl >/dev/null 2>&1; then
@@ -202,5 +229,7 @@ _bc_owns_port() {
 ) &
 wait "$SVC_PID"
 rc=$?
+# A service stopped because a needed step ended has failed, whatever its own exit status.
+for item in "${_BC_NEEDED[@]}"; do kill -0 "${item%%:*}" 2>/dev/null || { [ "$rc" -ne 0 ] || rc=1; }; done
 echo "BENCHCTL_EXITED=$rc"
 exit "$rc"

@@ -89,7 +89,16 @@ NNODES=${SLURM_NNODES:-2}
 mapfile -t NODES < <(scontrol show hostnames "$SLURM_JOB_NODELIST")
 [ "${#NODES[@]}" -ge "$NNODES" ] || { echo "benchctl: cannot list the job's nodes (scontrol show hostnames)" >&2; exit 1; }
 HEAD=${NODES[0]}
-_bc_node_ip() { getent hosts "$1" | awk '{print $1; exit}'; }
+# A node's address: its name in the hosts database, else the NodeAddr Slurm itself reaches it at.
+_bc_node_ip() {
+  local addr
+  addr=$(getent hosts "$1" | awk '{print $1; exit}')
+  [ -n "$addr" ] || addr=$(scontrol show node "$1" 2>/dev/null | grep -o 'NodeAddr=[^ ]*' | cut -d= -f2)
+  case "$addr" in
+    ''|*[!0-9.:]*) [ -n "$addr" ] && getent hosts "$addr" | awk '{print $1; exit}' ;;
+    *) echo "$addr" ;;
+  esac
+}
 if [ "${SLURMD_NODENAME:-$(hostname -s)}" = "${HEAD%%.*}" ] && [ -n "$BENCHCTL_IP" ]; then
   HEAD_IP=$BENCHCTL_IP
 else
@@ -100,6 +109,8 @@ export VLLM_HOST_IP="$HEAD_IP"
 # NCCL says which transport it chose (NET/IB = InfiniBand, NET/Socket = TCP): `check` reads it from the log.
 export NCCL_DEBUG=INFO NCCL_DEBUG_SUBSYS=INIT,NET
 # ---- vLLM's own multi-node mode: one vLLM per node, rank 0 here serves the API, the others headless -------
+# The other ranks run `vllm serve --headless` (the CLI's entry point): only it honours --headless; the
+# api_server module would start a second engine that fails as a follower node.
 # Several services may share a node: take a random port nobody listens on (bash's /dev/tcp probes it).
 MASTER_PORT=
 for _ in $(seq 1 100); do
@@ -109,13 +120,13 @@ for _ in $(seq 1 100); do
 done
 [ -n "$MASTER_PORT" ] || { echo "benchctl: no free torch.distributed port found on $(hostname)" >&2; exit 1; }
 echo "BENCHCTL_MASTER=$HEAD_IP:$MASTER_PORT"
-RANK_PIDS=()
+_BC_NEEDED=()
 rank=1
 for node in "${NODES[@]:1:$((NNODES - 1))}"; do
   ip=$(_bc_node_ip "$node")
   [ -n "$ip" ] || { echo "benchctl: no IP address for node $node" >&2; exit 1; }
-  VLLM_HOST_IP="$ip" srun -J "vllm-rank$rank" -N1 -n1 -w "$node" -c 32 --gres=gpu:4 python3 -m vllm.entrypoints.openai.api_server --model meta-llama/Llama-3.1-8B-Instruct --tensor-parallel-size 4 --pipeline-parallel-size 2 --nnodes "$NNODES" --node-rank "$rank" --master-addr "$HEAD_IP" --master-port "$MASTER_PORT" --headless &
-  RANK_PIDS+=($!)
+  VLLM_HOST_IP="$ip" srun -J "vllm-rank$rank" -N1 -n1 -w "$node" -c 32 --gres=gpu:4 python3 -m vllm.entrypoints.cli.main serve meta-llama/Llama-3.1-8B-Instruct --tensor-parallel-size 4 --pipeline-parallel-size 2 --nnodes "$NNODES" --node-rank "$rank" --master-addr "$HEAD_IP" --master-port "$MASTER_PORT" --headless &
+  _BC_NEEDED+=("$!:vLLM rank $rank on $node")
   echo "BENCHCTL_RANK=$rank@$node"
   rank=$((rank + 1))
 done
@@ -124,6 +135,22 @@ done
 python3 -m vllm.entrypoints.openai.api_server --model meta-llama/Llama-3.1-8B-Instruct --host 127.0.0.1 --port "$PORT" --tensor-parallel-size 4 --pipeline-parallel-size 2 --nnodes "$NNODES" --node-rank 0 --master-addr "$HEAD_IP" --master-port "$MASTER_PORT" &
 SVC_PID=$!
 echo "BENCHCTL_PID=$SVC_PID"
+# The service needs the steps in _BC_NEEDED ("pid:what", the other nodes): when one ends, stop the service,
+# so the job fails naming it instead of the server waiting for a peer that is gone.
+(
+  while kill -0 "$SVC_PID" 2>/dev/null; do
+    for item in "${_BC_NEEDED[@]}"; do
+      kill -0 "${item%%:*}" 2>/dev/null && continue
+      echo "benchctl: ${item#*:} ended while the service needed it; stopping the service" >&2
+      kill -TERM "$SVC_PID" 2>/dev/null
+      # A server still starting up may wait for its peer instead of stopping: then it is killed.
+      for _ in $(seq 1 30); do kill -0 "$SVC_PID" 2>/dev/null || exit 0; sleep 1; done
+      kill -KILL "$SVC_PID" 2>/dev/null
+      exit 0
+    done
+    sleep 2
+  done
+) &
 # ---- readiness: poll the service's own health endpoint, then print the READY marker -------------
 _bc_http_ok() {
   if command -v curl >/dev/null 2>&1; then
@@ -162,5 +189,7 @@ _bc_owns_port() {
 ) &
 wait "$SVC_PID"
 rc=$?
+# A service stopped because a needed step ended has failed, whatever its own exit status.
+for item in "${_BC_NEEDED[@]}"; do kill -0 "${item%%:*}" 2>/dev/null || { [ "$rc" -ne 0 ] || rc=1; }; done
 echo "BENCHCTL_EXITED=$rc"
 exit "$rc"

@@ -14,6 +14,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -123,6 +124,72 @@ def test_real_vllm_start_check_bench_stop(slurm_config: Path, vllm_venv: Path, t
     # Per-request records were written next to each run.json under the session's results directory.
     first = Path(out.split("results: ", 1)[1].split()[0])
     assert len((first.parent / "requests.jsonl").read_text().splitlines()) == 24
+
+
+def test_two_node_vllm_native_serves_and_benchmarks(slurm_config: Path, vllm_venv: Path, tiny_model: Path) -> None:
+    """vLLM's own multi-node mode on the 2-node local Slurm: rank 0 (API server) on the first node, rank 1
+    `vllm serve --headless` as a step on the second, PP = 2 over torch.distributed; the job is ready only when
+    both pipeline stages serve, and a benchmark gets every token back."""
+    env = dict(os.environ, HF_HUB_OFFLINE="1", VLLM_CPU_KVCACHE_SPACE="1")
+    line = (f"start vllm --nodes 2 --runtime none --venv {vllm_venv} --model {tiny_model} --gpus-per-node 0 "
+            f"--cpus 4 --max-model-len 256 --extra-args '--dtype bfloat16'; check vllm --wait --timeout 600; "
+            f"check vllm; bench vllm --concurrency 2 --requests 6 --output-tokens 8")
+    proc = subprocess.run([sys.executable, "-m", "benchctl", "-e", line], capture_output=True, text=True,
+                          timeout=900, env=env)
+    out = proc.stdout + proc.stderr
+    job_id = out.split("submitted vllm as job ", 1)[1].split()[0]
+    try:
+        assert proc.returncode == 0, out
+        job_dir = Path(out.split("logs in ", 1)[1].split()[0])
+        script = (job_dir / "job.sh").read_text()
+        assert "vllm.entrypoints.cli.main serve" in script and "--headless" in script
+        assert "--distributed-executor-backend" not in script
+        assert "layout: TP 1 x PP 2 on 2 node(s)" in out and "(vLLM's multi-node mode)" in out
+        assert "6 ok, 0 failed" in out, out
+        log = (job_dir / f"slurm-{job_id}.out").read_text()
+        assert "BENCHCTL_RANK=1@n2" in log and "BENCHCTL_MASTER=" in log
+        assert "PP rank 1" in log  # the second stage joined (vLLM's own log line)
+        steps = subprocess.run(["sacct", "-n", "-P", "-j", job_id, "-o", "JobID,JobName,NodeList"],
+                               capture_output=True, text=True, timeout=30).stdout
+        by_name = {row.split("|")[1]: row.split("|")[2] for row in steps.splitlines() if row.count("|") == 2}
+        assert by_name.get("vllm-rank1") == "n2", steps
+    finally:
+        subprocess.run([sys.executable, "-m", "benchctl", "-e", f"stop {job_id}"], capture_output=True,
+                       timeout=120, env=env)
+
+
+def test_two_node_vllm_fails_naming_the_rank_that_ended(slurm_config: Path, vllm_venv: Path,
+                                                        tiny_model: Path) -> None:
+    """The second node's rank dies (its step cancelled, as when a node fails): the job ends FAILED with that
+    rank named, instead of the API server waiting for its peer until the time limit."""
+    env = dict(os.environ, HF_HUB_OFFLINE="1", VLLM_CPU_KVCACHE_SPACE="1")
+    line = (f"start vllm --nodes 2 --runtime none --venv {vllm_venv} --model {tiny_model} --gpus-per-node 0 "
+            f"--cpus 4 --max-model-len 256 --extra-args '--dtype bfloat16'")
+    proc = subprocess.run([sys.executable, "-m", "benchctl", "-e", line], capture_output=True, text=True,
+                          timeout=120, env=env)
+    out = proc.stdout + proc.stderr
+    job_id = out.split("submitted vllm as job ", 1)[1].split()[0]
+    job_dir = Path(out.split("logs in ", 1)[1].split()[0])
+    try:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:  # until the rank-1 step runs
+            steps = subprocess.run(["squeue", "-h", "-s", "-j", job_id, "-o", "%i %j"], capture_output=True,
+                                   text=True, timeout=30).stdout
+            if f"{job_id}.0 vllm-rank1" in steps:
+                break
+            time.sleep(2)
+        else:
+            pytest.fail(f"the rank-1 step never ran: {steps}")
+        subprocess.run(["scancel", f"{job_id}.0"], check=True, capture_output=True, timeout=30)
+        wait = subprocess.run([sys.executable, "-m", "benchctl", "-e", f"check {job_id} --wait --timeout 300"],
+                              capture_output=True, text=True, timeout=400, env=env)
+        said = wait.stdout + wait.stderr
+        assert wait.returncode != 0, said
+        err = (job_dir / f"slurm-{job_id}.err").read_text()
+        assert "benchctl: vLLM rank 1 on n2 ended while the service needed it" in err, err
+        assert "ended FAILED" in said or "the service stopped inside the job" in said, said
+    finally:
+        subprocess.run(["scancel", job_id], capture_output=True, timeout=30)
 
 
 def test_two_node_vllm_over_ray_structure(slurm_config: Path, vllm_venv: Path, tiny_model: Path) -> None:
