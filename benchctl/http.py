@@ -1,4 +1,5 @@
-"""A small proxy-free HTTP GET for readiness checks and server facts (``/health``, ``/metrics``, ``/version``).
+"""A small proxy-free HTTP client for readiness checks and server facts (``/health``, ``/metrics``, ``/version``)
+and the Pushgateway.
 
 No proxies: HPC login nodes often export ``http_proxy``, which cannot reach compute nodes.
 """
@@ -14,7 +15,13 @@ _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 def http_get(url: str, timeout: float = 3.0, limit: int | None = 65536,
              headers: dict[str, str] | None = None) -> tuple[int, str]:
     """GET ``url``; returns (status, body: at most ``limit`` bytes, None = all). Status 0 = no connection."""
-    request = urllib.request.Request(url, headers=headers or {})
+    return http_request("GET", url, timeout=timeout, limit=limit, headers=headers)
+
+
+def http_request(method: str, url: str, body: bytes | None = None, timeout: float = 3.0,
+                 limit: int | None = 65536, headers: dict[str, str] | None = None) -> tuple[int, str]:
+    """One request (PUT/DELETE to a Pushgateway, GET elsewhere); (status, body), status 0 = no connection."""
+    request = urllib.request.Request(url, data=body, headers=headers or {}, method=method)
     try:
         with _OPENER.open(request, timeout=timeout) as resp:
             return resp.status, resp.read(limit).decode("utf-8", errors="replace")
@@ -24,4 +31,4 @@ def http_get(url: str, timeout: float = 3.0, limit: int | None = 65536,
         return 0, ""
 
 
-__all__ = ["http_get"]
+__all__ = ["http_get", "http_request"]

@@ -18,6 +18,12 @@ command -v "$PY" >/dev/null || apt_install python3 python3-venv python3-pip
 # Debian's python3 ships venv without ensurepip until python3-venv is installed.
 "$PY" -c 'import ensurepip, venv' 2>/dev/null || apt_install python3-venv
 command -v curl >/dev/null || apt_install curl ca-certificates
+if [ "$EXTRA" = test ]; then
+  # The monitoring tests run Debian's Prometheus, Pushgateway and node-exporter on loopback ports.
+  for bin in prometheus promtool prometheus-pushgateway prometheus-node-exporter; do
+    command -v "$bin" >/dev/null || { apt_install prometheus prometheus-pushgateway prometheus-node-exporter; break; }
+  done
+fi
 
 if [ ! -x .venv/bin/python ]; then
   echo "[setup] creating .venv with $("$PY" --version)"

@@ -22,6 +22,7 @@ class FakeJob:
     reason: str = "None"
     exit_code: str = "0:0"
     script: str = ""
+    env: dict[str, str] = field(default_factory=dict)  # what sbatch was given beyond the shell's own
 
 
 @dataclass
@@ -53,6 +54,7 @@ class FakeSlurm(Runner):
         handler = getattr(self, f"_{argv[0]}", None)
         if handler is None:
             return Completed(argv, 127, "", f"{argv[0]}: not faked")
+        self._env = dict(env or {})
         return handler(argv)
 
     def _sbatch(self, argv: tuple[str, ...]) -> Completed:
@@ -63,7 +65,7 @@ class FakeSlurm(Runner):
                 script = fh.read()
         except OSError:
             script = ""
-        self.jobs[job_id] = FakeJob(job_id, script=script)
+        self.jobs[job_id] = FakeJob(job_id, script=script, env=getattr(self, "_env", {}))
         return Completed(argv, 0, f"{job_id}\n", "")
 
     def _ids(self, argv: tuple[str, ...]) -> list[str]:

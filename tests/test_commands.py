@@ -379,7 +379,7 @@ def test_help_start_lists_the_common_options_and_the_services(app: App) -> None:
     for flag in ("--time", "--dry-run", "--recipe", "--runtime {apptainer|none}", "-h, --help"):
         assert flag in out
     assert "--data-dir" not in out and "--api-key-env" not in out  # one service's own options are not common
-    assert "start takes: chroma, io500, llm-sim, ollama, qdrant, vllm" in out
+    assert "start takes: chroma, io500, llm-sim, monitor, ollama, qdrant, vllm" in out
 
 
 def test_help_start_service_lists_exactly_its_options(app: App) -> None:

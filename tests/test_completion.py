@@ -69,7 +69,7 @@ def test_command_completion_replaces_the_typed_prefix(app: App) -> None:
 
 
 def test_service_names_after_start(app: App) -> None:
-    assert completions(app, "start ") == ["chroma", "io500", "llm-sim", "ollama", "qdrant", "vllm"]
+    assert completions(app, "start ") == ["chroma", "io500", "llm-sim", "monitor", "ollama", "qdrant", "vllm"]
     assert completions(app, "start ch") == ["chroma"]
     assert completions(app, "start x") == []
     [c] = raw_completions(app, "start ch")
@@ -131,8 +131,8 @@ def test_stop_also_offers_all(with_jobs: App) -> None:
 
 def test_no_jobs_tracked(app: App) -> None:
     # a pull job is followed like any other, so check and stop name it; start does not take it (pull does)
-    assert completions(app, "check ") == ["chroma", "io500", "llm-sim", "ollama", "pull", "qdrant", "vllm"]
-    assert completions(app, "stop ") == ["chroma", "io500", "llm-sim", "ollama", "pull", "qdrant", "vllm", "all"]
+    assert completions(app, "check ") == ["chroma", "io500", "llm-sim", "monitor", "ollama", "pull", "qdrant", "vllm"]
+    assert completions(app, "stop ") == ["chroma", "io500", "llm-sim", "monitor", "ollama", "pull", "qdrant", "vllm", "all"]
     assert "pull" not in completions(app, "start ")
 
 
@@ -146,7 +146,7 @@ def test_pull_offers_the_services_with_a_pinned_image_and_all(app: App) -> None:
 def test_help_offers_command_names(app: App) -> None:
     assert sorted(completions(app, "help st")) == ["start", "status", "stop"]
     assert "save" in completions(app, "help ")
-    assert completions(app, "help start ") == ["chroma", "io500", "llm-sim", "ollama", "qdrant", "vllm"]
+    assert completions(app, "help start ") == ["chroma", "io500", "llm-sim", "monitor", "ollama", "qdrant", "vllm"]
     assert "vector" in completions(app, "help bench ") and completions(app, "help status ") == []
     assert completions(app, "help start vllm ") == []  # help takes two words at most
 

@@ -27,11 +27,15 @@ class Case:
     options: dict[str, Any] = field(default_factory=dict)
     # Pinned here (not read from sif/images.yaml) so the golden files change only when the templates do.
     image: str = ""
+    images: dict[str, str] = field(default_factory=dict)  # a job of several images (monitor)
 
 
 VLLM = "meta-llama/Llama-3.1-8B-Instruct"
 VLLM_IMAGE = "docker://vllm/vllm-openai:v0.30.0"
 VLLM_RAY_IMAGE = "docker://vllm/vllm-openai:v0.10.1.1"  # the last kind of stock image that ships Ray
+MONITOR_IMAGES = {"monitor-prometheus": "docker://prom/prometheus:v3.14.0",
+                  "monitor-pushgateway": "docker://prom/pushgateway:v1.11.3",
+                  "monitor-grafana": "docker://grafana/grafana:13.0.2"}
 IO500_IMAGE = "docker://registry.example.org/benchctl/io500:test"
 
 CASES: dict[str, dict[str, Case]] = {
@@ -51,10 +55,12 @@ CASES: dict[str, dict[str, Case]] = {
                                  "docker://ollama/ollama:0.35.1"),
                "none": Case("none", {"model": "qwen3:4b"}, "docker://ollama/ollama:0.35.1")},
     "llm-sim": {"none": Case("none"),
+                "none-monitored": Case("none", {"monitor_targets": "/home/u/benchctl/jobs/monitor-X/targets"}),
                 "apptainer": Case("apptainer", {"seed": 7}),  # no image configured: host python fallback
                 "apptainer-image": Case("apptainer", {"model": "llama-sim", "ttft_ms": 120.5, "itl_ms": 0.5,
                                                       "error_rate": 0.01},
                                         "oras://registry.example.org/benchctl/llmsim:0.1")},
+    "monitor": {"apptainer": Case("apptainer", {"retention": "7d"}, images=MONITOR_IMAGES), "none": Case("none", {"no_grafana": True})},
     # pull's images come from the images table; the test table pins one image under the service's own name
     "pull": {"apptainer": Case("apptainer", {"images": "pull"}, "docker://chromadb/chroma:1.5.9")},
     "io500": {f"{runtime}-{nodes}node": Case(runtime, {"nodes": nodes, "tasks_per_node": 16}, IO500_IMAGE)
@@ -64,7 +70,8 @@ ALL = [(service, case) for service in SERVICES.names() for case in sorted(CASES.
 
 
 def render(tmp_path: Path, service_name: str, case: Case) -> str:
-    service = service_for(service_name, tmp_path, case.runtime, {service_name: case.image} if case.image else {})
+    images = case.images or ({service_name: case.image} if case.image else {})
+    service = service_for(service_name, tmp_path, case.runtime, images)
     values = service.resolve(case.options)
     assert values["runtime"] == case.runtime  # the profile's runtime, not an option, chose it
     return service.render(values, Path(f"/home/u/benchctl/jobs/{service_name}-X"))

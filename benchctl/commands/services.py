@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import getpass
-import os
 import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -144,12 +142,9 @@ def describe(app: App, job: Job, *, cached: bool = False) -> None:
     if isinstance(service, Server) and not job.state.is_final:
         rows.append(("auth", service.auth_line(job)))
     if job.port and node and not job.state.is_final:
-        s = app.settings
-        host = s.text("tunnel.host")
-        # A tunnel only makes sense to a compute node of a cluster: not for a job run here by the local executor.
-        if host and job.executor != "local":
-            user = s.text("tunnel.user") or os.environ.get("USER") or getpass.getuser()
-            rows.append(("tunnel", f"ssh -p {s.get('tunnel.port')} {user}@{host} -NL {job.port}:{node}:{job.port}"))
+        tunnel = service.tunnel(job, job.port) if isinstance(service, Server) else ""
+        if tunnel:
+            rows.append(("tunnel", tunnel))
         rows.append(("url", f"http://{ep.host if ep else node}:{job.port}{getattr(service, 'health_path', '')}"))
     rows.append(("logs", str(job.out_path)))
     width = max(len(label) for label, _ in rows) + 1

@@ -13,6 +13,7 @@ from benchctl.services.base import ServiceContext, ServiceError, SlurmServer
 from benchctl.services.chroma import Chroma
 from benchctl.services.io500 import Io500
 from benchctl.services.llmsim import LlmSim
+from benchctl.services.monitor import Monitor
 from benchctl.services.ollama import Ollama
 from benchctl.services.pull import Pull
 from benchctl.services.qdrant import Qdrant
@@ -21,7 +22,7 @@ from benchctl.services.vllm import Vllm
 from benchctl.templates import find_resource_dir
 
 SERVICES: Registry[type[SlurmServer]] = Registry(
-    "service", (Chroma, Qdrant, Io500, Vllm, Ollama, LlmSim, Pull), key=lambda cls: cls.name)
+    "service", (Chroma, Qdrant, Io500, Vllm, Ollama, LlmSim, Monitor, Pull), key=lambda cls: cls.name)
 
 
 def load_images(path: Path | None = None) -> dict[str, str]:

@@ -8,6 +8,7 @@ values it needs. Every read or write of a job's files goes through the executor'
 
 from __future__ import annotations
 
+import getpass
 import json
 import logging
 import secrets
@@ -94,6 +95,7 @@ class SlurmServer(ABC):
     default_cpus: ClassVar[int] = 2
     ready_timeout: ClassVar[int] = 600
     extra_options: ClassVar[tuple[Option, ...]] = ()
+    metrics_path: ClassVar[str] = ""  # its Prometheus endpoint ("" = none): a running monitor scrapes it
     startable: ClassVar[bool] = True  # False: submitted by a command of its own (pull), not by `start`
     bench_kind: ClassVar[str | None] = None  # the benchmark client `bench SERVICE` runs ("vector", "llm", ...)
     # Start options worth a line in `check` (e.g. the model an LLM server serves).
@@ -156,7 +158,29 @@ class SlurmServer(ABC):
         if values.get("no_multithread") and not (options.get("cpus") or (recipe or {}).get("cpus")):
             values["cpus"] = max(1, int(values["cpus"]) // 2)  # the node's cores, without their second threads
         self.ctx.site.apply(values)  # the account to charge, a scratch that exists, a time the QOS allows
+        if self.metrics_path and "monitor_targets" not in values:
+            values["monitor_targets"] = self.monitor_targets()
         return values
+
+    def scrapable(self, values: Mapping[str, Any]) -> bool:
+        """Whether a monitor's Prometheus can read this job's metrics (no key of the job's own in the way)."""
+        return bool(self.metrics_path)
+
+    def monitor_targets(self) -> str:
+        """The targets folder of the newest active monitor job of this executor ("" when none runs): a job
+        started meanwhile registers there, so Prometheus scrapes it."""
+        monitors = [j for j in self.ctx.jobs.all() if j.service == "monitor" and not j.state.is_final
+                    and j.executor == self.ctx.executor.name and j.run_dir]
+        newest = max(monitors, key=lambda j: j.submitted_at, default=None)
+        return str(Path(newest.run_dir) / "targets") if newest else ""
+
+    def target_json(self, values: Mapping[str, Any]) -> str:
+        """The job's Prometheus file_sd entry; @ADDR@, @JOB@ and @NODE@ are filled in by the job."""
+        labels = {"service": self.name, "job_id": "@JOB@", "node": "@NODE@", "user": getpass.getuser(),
+                  "__metrics_path__": self.metrics_path}
+        if values.get("model"):
+            labels["model"] = str(values["model"])
+        return json.dumps([{"targets": ["@ADDR@"], "labels": labels}])
 
     def job_values(self, values: Mapping[str, Any], run_dir: Path) -> dict[str, Any]:
         s = self.ctx.settings
@@ -178,6 +202,9 @@ class SlurmServer(ABC):
             "hint": "nomultithread" if values.get("no_multithread") else "",
             "port": int(values["port"]), "ready_timeout": self.ready_timeout,
             "health_path": getattr(self, "health_path", "/"),
+            "monitor_targets": str(values.get("monitor_targets") or "") if self.scrapable(values) else "",
+            "metrics_path": self.metrics_path,
+            "target_json": self.target_json(values) if self.metrics_path else "",
             "auth": self.auth_on(values),  # the job finds its key in $BENCHCTL_API_KEY (never in the script)
             # Under Slurm the login node and other nodes must reach the server; run here by the local executor,
             # only this machine uses it: nobody else gets a port to knock on.

@@ -33,6 +33,7 @@ class LlmSim(LlmServer):
     name = "llm-sim"
     summary = "simulated LLM server (OpenAI + Ollama APIs, vLLM metrics, exact timing; no GPU)"
     template = "llm-sim.sbatch.j2"
+    metrics_path = "/metrics"
     shown_options = ("model", "ttft_ms", "itl_ms", "output_tokens")
     health_path = "/health"
     default_cpus = 2

@@ -28,6 +28,7 @@ class Qdrant(VectorServer):
     name = "qdrant"
     summary = "Qdrant vector database (REST API, optional gRPC)"
     template = "qdrant.sbatch.j2"
+    metrics_path = "/metrics"
     health_path = "/readyz"  # on Qdrant's auth whitelist: answers without the API key
     auth = "api-key"  # QDRANT__SERVICE__API_KEY; --api-key-env VAR uses a key of the user's instead
     default_cpus = 4
@@ -63,6 +64,10 @@ class Qdrant(VectorServer):
         if key_env and not valid_env_name(key_env):
             raise TemplateError(f"--api-key-env: {key_env!r} is not an environment variable name")
         return {"data_dir": str(data_dir), "grpc_port": grpc_port, "api_key_env": key_env}
+
+    def scrapable(self, values: Mapping[str, Any]) -> bool:
+        # Qdrant guards /metrics with its API key, which a shared Prometheus must not hold.
+        return super().scrapable(values) and not self.auth_on(values) and not values.get("api_key_env")
 
     def auth_on(self, values: Mapping[str, Any]) -> bool:
         return super().auth_on(values) and not values.get("api_key_env")  # the user's own key wins

@@ -9,7 +9,9 @@ with results, and reads them as a ``RunResult``.
 
 from __future__ import annotations
 
+import getpass
 import json
+import os
 from abc import abstractmethod
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
@@ -49,6 +51,16 @@ class Server(SlurmServer):
         connect = self.ctx.settings.text("network.connect")
         host = {"localhost": "127.0.0.1", "node": job.host or job.nodes}.get(connect, job.endpoint_host)
         return Endpoint(host, job.port) if host else None
+
+    def tunnel(self, job: Job, port: int) -> str:
+        """The ssh command that brings the job's ``port`` to the user's machine ("" for a job run here)."""
+        s = self.ctx.settings
+        host, node = s.text("tunnel.host"), job.host or job.nodes
+        # A tunnel only makes sense to a compute node of a cluster: not for a job run here by the local executor.
+        if not host or not node or job.executor == "local":
+            return ""
+        user = s.text("tunnel.user") or os.environ.get("USER") or getpass.getuser()
+        return f"ssh -p {s.get('tunnel.port')} {user}@{host} -NL {port}:{node}:{port}"
 
     def probe(self, job: Job) -> bool:
         """One readiness check: the service's health endpoint answers 200."""

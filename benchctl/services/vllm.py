@@ -59,6 +59,7 @@ class Vllm(LlmServer):
     name = "vllm"
     summary = "vLLM OpenAI-compatible LLM server (one node, or several nodes over Ray)"
     template = "vllm.sbatch.j2"
+    metrics_path = "/metrics"
     health_path = "/health"
     uses_gpu = True
     auth = "bearer"  # VLLM_API_KEY: vLLM guards /v1/* (not /health, /metrics, /tokenize)

@@ -41,6 +41,8 @@ _bc_stop() {
   _BC_STATE=stopping
   echo "BENCHCTL_STOPPING=$1"
   kill -TERM "$SVC_PID" 2>/dev/null
+  # What the service needs (other nodes' ranks, the monitor's Pushgateway and Grafana) stops with it.
+  for item in "${_BC_NEEDED[@]}"; do kill -TERM "${item%%:*}" 2>/dev/null; done
   rc=0
   while kill -0 "$SVC_PID" 2>/dev/null; do wait "$SVC_PID" 2>/dev/null; rc=$?; done
   echo "BENCHCTL_STOPPED=$rc"

@@ -42,6 +42,8 @@ _bc_stop() {
   _BC_STATE=stopping
   echo "BENCHCTL_STOPPING=$1"
   kill -TERM "$SVC_PID" 2>/dev/null
+  # What the service needs (other nodes' ranks, the monitor's Pushgateway and Grafana) stops with it.
+  for item in "${_BC_NEEDED[@]}"; do kill -TERM "${item%%:*}" 2>/dev/null; done
   rc=0
   while kill -0 "$SVC_PID" 2>/dev/null; do wait "$SVC_PID" 2>/dev/null; rc=$?; done
   echo "BENCHCTL_STOPPED=$rc"
@@ -206,7 +208,10 @@ _bc_owns_port() {
   for _ in $(seq 1 1800); do
     kill -0 "$SVC_PID" 2>/dev/null || exit 0
     if _bc_http_ok /health; then
-      if _bc_owns_port; then echo "BENCHCTL_READY=$(date -u +%Y-%m-%dT%H:%M:%SZ)"; exit 0; fi
+      if _bc_owns_port; then
+        echo "BENCHCTL_READY=$(date -u +%Y-%m-%dT%H:%M:%SZ)"
+        exit 0
+      fi
       [ -n "$warned" ] || echo "benchctl: port $PORT answers, but not from this job's service: another process holds it" >&2
       warned=1
     fi

@@ -1,0 +1,123 @@
+#!/bin/bash -l
+#SBATCH --job-name=benchctl-llm-sim
+#SBATCH --partition=cpu
+#SBATCH --time=01:00:00
+#SBATCH --nodes=1
+#SBATCH --ntasks-per-node=1
+#SBATCH --cpus-per-task=2
+#SBATCH --output=/home/u/benchctl/jobs/llm-sim-X/slurm-%j.out
+#SBATCH --error=/home/u/benchctl/jobs/llm-sim-X/slurm-%j.err
+#SBATCH --signal=B:USR1@120
+
+# benchctl: simulated LLM server (`python3 -m benchctl.llmsim`), readiness GET /health
+# ---- environment -----------------------------------------------------------------------------
+# Login shells (bash -l) reset PATH; put the host programs benchctl was installed with back in front.
+export PATH=/opt/benchctl/bin:"$PATH"
+export NO_COLOR=1
+echo "BENCHCTL_JOBID=${SLURM_JOB_ID:-}"
+echo "BENCHCTL_SERVICE=llm-sim"
+echo "BENCHCTL_HOST=$(hostname)"
+echo "BENCHCTL_NODE=${SLURMD_NODENAME:-$(hostname -s)}"
+BENCHCTL_IP=$(hostname --ip-address 2>/dev/null | awk '{print $1}')
+[ -n "$BENCHCTL_IP" ] || BENCHCTL_IP=$(hostname -I 2>/dev/null | awk '{print $1}')
+echo "BENCHCTL_IP=$BENCHCTL_IP"
+# ---- graceful stop ---------------------------------------------------------------------------
+# `benchctl stop` sends TERM (scancel --signal=TERM), Slurm sends USR1 before the time limit: stop the
+# service cleanly, then stay alive so the job still ends as CANCELLED / TIMEOUT, as the user expects.
+# Installed first thing, so a stop while modules load or an image is pulled is clean too.
+SVC_PID=
+_bc_stop() {
+  case "${_BC_STATE:-}" in
+    stopped) exit 0 ;;   # the final cancel after a clean stop: end now
+    stopping) return ;;  # a repeated signal while the service shuts down
+  esac
+  _BC_STATE=stopping
+  echo "BENCHCTL_STOPPING=$1"
+  kill -TERM "$SVC_PID" 2>/dev/null
+  # What the service needs (other nodes' ranks, the monitor's Pushgateway and Grafana) stops with it.
+  for item in "${_BC_NEEDED[@]}"; do kill -TERM "${item%%:*}" 2>/dev/null; done
+  rc=0
+  while kill -0 "$SVC_PID" 2>/dev/null; do wait "$SVC_PID" 2>/dev/null; rc=$?; done
+  echo "BENCHCTL_STOPPED=$rc"
+  _BC_STATE=stopped
+  sleep "$2" & wait $!
+  exit 0
+}
+trap '_bc_stop TERM 60' TERM
+trap '_bc_stop USR1 300' USR1
+
+# ---- port ------------------------------------------------------------------------------------
+# Several services may share a node: take a random port nobody listens on (bash's /dev/tcp probes it).
+PORT=
+for _ in $(seq 1 100); do
+  candidate=$(( 20000 + RANDOM % 30000 ))
+  if ! (exec 3<>"/dev/tcp/127.0.0.1/$candidate") 2>/dev/null; then PORT=$candidate; break; fi
+done
+[ -n "$PORT" ] || { echo "benchctl: no free port found on $(hostname)" >&2; exit 1; }
+echo "BENCHCTL_PORT=$PORT"
+MODEL=sim
+# Only the holder of this job's key may use the serving routes (anyone on the cluster can reach the port).
+: "${BENCHCTL_API_KEY:?benchctl: no API key in the job environment (it must be submitted with --export=ALL)}"
+echo "BENCHCTL_MODEL=$MODEL"
+
+# ---- service -----------------------------------------------------------------------------------
+command -v python3 >/dev/null 2>&1 || { echo "benchctl: python3 not found on $(hostname)" >&2; exit 127; }
+python3 -c 'import benchctl.llmsim' || { echo "benchctl: this python3 cannot import benchctl.llmsim (aiohttp installed?)" >&2; exit 1; }
+# --host 127.0.0.1: 0.0.0.0 under Slurm (the login node and other nodes reach it); 127.0.0.1 when run locally.
+python3 -u -m benchctl.llmsim --host 127.0.0.1 --port "$PORT" --model="$MODEL" --ttft-ms 50 --itl-ms 10 --output-tokens 128 --tokens-per-chunk 1 --max-concurrency 256 --error-rate 0 --disconnect-rate 0 --api-key-env BENCHCTL_API_KEY &
+SVC_PID=$!
+echo "BENCHCTL_PID=$SVC_PID"
+# ---- monitoring: a Prometheus target file in the monitor job's folder while the service is ready ---------
+# Prometheus (file_sd) finds it within its refresh interval; removed when this script ends (stop, time
+# limit, crash), so the monitor stops scraping a service that is gone. Written whole, then renamed.
+_BC_TARGET=/home/u/benchctl/jobs/monitor-X/targets/llm-sim-${SLURM_JOB_ID:-$$}.json
+_bc_register() {
+  printf '%s\n' '[{"targets": ["@ADDR@"], "labels": {"service": "llm-sim", "job_id": "@JOB@", "node": "@NODE@", "user": "u", "__metrics_path__": "/metrics", "model": "sim"}}]' | sed -e "s/@ADDR@/127.0.0.1:$PORT/" \
+    -e "s/@JOB@/${SLURM_JOB_ID:-}/" -e "s/@NODE@/${SLURMD_NODENAME:-$(hostname -s)}/" > "$_BC_TARGET.tmp" \
+    && mv -f "$_BC_TARGET.tmp" "$_BC_TARGET" && echo "BENCHCTL_REGISTERED=$_BC_TARGET"
+}
+trap 'rm -f "$_BC_TARGET" "$_BC_TARGET.tmp"' EXIT
+# ---- readiness: poll the service's own health endpoint, then print the READY marker -------------
+_bc_http_ok() {
+  if command -v curl >/dev/null 2>&1; then
+    curl -fsS -o /dev/null --max-time 2 "http://127.0.0.1:$PORT$1" 2>/dev/null
+  else
+    exec 3<>"/dev/tcp/127.0.0.1/$PORT" 2>/dev/null || return 1
+    printf 'GET %s HTTP/1.0\r\nHost: localhost\r\n\r\n' "$1" >&3
+    head -n 1 <&3 | grep -q ' 200 '
+  fi
+}
+# The answer must come from THIS job's service: another job (or user) on the node may hold the port, and
+# its server would answer the health check. Ready = a process of this job's service tree listens on $PORT.
+_bc_owns_port() {
+  local out p
+  out=$(ss -H -ltnp "sport = :$PORT" 2>/dev/null) || return 0  # no usable ss here: cannot tell, trust
+  for p in $(printf '%s\n' "$out" | grep -o 'pid=[0-9]*' | cut -d= -f2); do
+    while [ -n "$p" ] && [ "$p" -gt 1 ]; do
+      [ "$p" = "$SVC_PID" ] && return 0
+      p=$(sed 's/.*) //' "/proc/$p/stat" 2>/dev/null | cut -d' ' -f2)
+    done
+  done
+  return 1
+}
+(
+  warned=
+  for _ in $(seq 1 120); do
+    kill -0 "$SVC_PID" 2>/dev/null || exit 0
+    if _bc_http_ok /health; then
+      if _bc_owns_port; then
+        echo "BENCHCTL_READY=$(date -u +%Y-%m-%dT%H:%M:%SZ)"
+        _bc_register
+        exit 0
+      fi
+      [ -n "$warned" ] || echo "benchctl: port $PORT answers, but not from this job's service: another process holds it" >&2
+      warned=1
+    fi
+    sleep 1
+  done
+  echo "benchctl: service not ready after 120 s" >&2
+) &
+wait "$SVC_PID"
+rc=$?
+echo "BENCHCTL_EXITED=$rc"
+exit "$rc"

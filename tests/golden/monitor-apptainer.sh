@@ -1,0 +1,221 @@
+#!/bin/bash -l
+#SBATCH --job-name=benchctl-monitor
+#SBATCH --account=p200981
+#SBATCH --partition=cpu
+#SBATCH --qos=default
+#SBATCH --time=01:00:00
+#SBATCH --nodes=1
+#SBATCH --ntasks-per-node=1
+#SBATCH --cpus-per-task=4
+#SBATCH --output=/home/u/benchctl/jobs/monitor-X/slurm-%j.out
+#SBATCH --error=/home/u/benchctl/jobs/monitor-X/slurm-%j.err
+#SBATCH --signal=B:USR1@120
+
+# benchctl: monitoring -- Prometheus (scrapes the service jobs that register in the targets folder), a
+# Pushgateway (benchmark figures) and Grafana (provisioned dashboards), in one job, each on a free
+# port. Nobody else on the cluster gets in: Prometheus and the Pushgateway ask for this job's password
+# (web.yml holds only its bcrypt hash), Grafana for its admin password; the passwords reach the job in
+# its environment, never in this script.
+# ---- environment -----------------------------------------------------------------------------
+if command -v module >/dev/null 2>&1; then
+  module load env/release/2025.1
+  module load Apptainer/1.4.2-GCCcore-14.2.0
+else
+  echo "benchctl: no 'module' command on $(hostname); skipping module loads" >&2
+fi
+export NO_COLOR=1
+echo "BENCHCTL_JOBID=${SLURM_JOB_ID:-}"
+echo "BENCHCTL_SERVICE=monitor"
+echo "BENCHCTL_HOST=$(hostname)"
+echo "BENCHCTL_NODE=${SLURMD_NODENAME:-$(hostname -s)}"
+BENCHCTL_IP=$(hostname --ip-address 2>/dev/null | awk '{print $1}')
+[ -n "$BENCHCTL_IP" ] || BENCHCTL_IP=$(hostname -I 2>/dev/null | awk '{print $1}')
+echo "BENCHCTL_IP=$BENCHCTL_IP"
+# ---- graceful stop ---------------------------------------------------------------------------
+# `benchctl stop` sends TERM (scancel --signal=TERM), Slurm sends USR1 before the time limit: stop the
+# service cleanly, then stay alive so the job still ends as CANCELLED / TIMEOUT, as the user expects.
+# Installed first thing, so a stop while modules load or an image is pulled is clean too.
+SVC_PID=
+_bc_stop() {
+  case "${_BC_STATE:-}" in
+    stopped) exit 0 ;;   # the final cancel after a clean stop: end now
+    stopping) return ;;  # a repeated signal while the service shuts down
+  esac
+  _BC_STATE=stopping
+  echo "BENCHCTL_STOPPING=$1"
+  kill -TERM "$SVC_PID" 2>/dev/null
+  # What the service needs (other nodes' ranks, the monitor's Pushgateway and Grafana) stops with it.
+  for item in "${_BC_NEEDED[@]}"; do kill -TERM "${item%%:*}" 2>/dev/null; done
+  rc=0
+  while kill -0 "$SVC_PID" 2>/dev/null; do wait "$SVC_PID" 2>/dev/null; rc=$?; done
+  echo "BENCHCTL_STOPPED=$rc"
+  _BC_STATE=stopped
+  sleep "$2" & wait $!
+  exit 0
+}
+trap '_bc_stop TERM 60' TERM
+trap '_bc_stop USR1 300' USR1
+
+# ---- port ------------------------------------------------------------------------------------
+# Several services may share a node: take a random port nobody listens on (bash's /dev/tcp probes it).
+PORT=
+for _ in $(seq 1 100); do
+  candidate=$(( 20000 + RANDOM % 30000 ))
+  if ! (exec 3<>"/dev/tcp/127.0.0.1/$candidate") 2>/dev/null; then PORT=$candidate; break; fi
+done
+[ -n "$PORT" ] || { echo "benchctl: no free port found on $(hostname)" >&2; exit 1; }
+echo "BENCHCTL_PORT=$PORT"
+# Several services may share a node: take a random port nobody listens on (bash's /dev/tcp probes it).
+PUSH_PORT=
+for _ in $(seq 1 100); do
+  candidate=$(( 20000 + RANDOM % 30000 ))
+  [ "$candidate" = "$PORT" ] && continue
+  if ! (exec 3<>"/dev/tcp/127.0.0.1/$candidate") 2>/dev/null; then PUSH_PORT=$candidate; break; fi
+done
+[ -n "$PUSH_PORT" ] || { echo "benchctl: no free Pushgateway port found on $(hostname)" >&2; exit 1; }
+echo "BENCHCTL_PUSH_PORT=$PUSH_PORT"
+RUN_DIR=/home/u/benchctl/jobs/monitor-X
+DATA_DIR=/project/scratch/p200981/u/benchctl/monitor/monitor-X
+TARGETS=/home/u/benchctl/jobs/monitor-X/targets
+mkdir -p "$DATA_DIR/prometheus" "$TARGETS"
+echo "BENCHCTL_DATA_DIR=$DATA_DIR"
+echo "BENCHCTL_TARGETS=$TARGETS"
+_BC_CURL_CONFIG="$RUN_DIR/curl.conf"
+# benchctl wrote Prometheus's configuration with placeholders for the ports picked here (digits only).
+sed -e "s/@PROM_PORT@/$PORT/g" -e "s/@PUSH_PORT@/$PUSH_PORT/g" "$RUN_DIR/prometheus.yml.in" > "$RUN_DIR/prometheus.yml"
+
+# ---- container image -------------------------------------------------------------------------
+command -v apptainer >/dev/null 2>&1 || { echo "benchctl: apptainer not found on $(hostname) (module load Apptainer?)" >&2; exit 127; }
+# Apptainer's temporary folder defaults to /tmp, which is RAM on diskless nodes (a pull unpacks a multi-GB
+# image there), and its cache to the small home: both go to scratch unless the environment says otherwise.
+_BC_APPTAINER=/project/scratch/p200981/u/benchctl/apptainer
+export APPTAINER_TMPDIR="${APPTAINER_TMPDIR:-$_BC_APPTAINER/tmp}" APPTAINER_CACHEDIR="${APPTAINER_CACHEDIR:-$_BC_APPTAINER/cache}"
+mkdir -p "$APPTAINER_TMPDIR" "$APPTAINER_CACHEDIR"
+# Docker Hub allows 10 anonymous pulls an hour per address, and many nodes share one: export
+# APPTAINER_DOCKER_USERNAME and APPTAINER_DOCKER_PASSWORD (a token) in your shell before benchctl; the job
+# inherits them from sbatch (this script never holds them). `benchctl pull SERVICE` pulls once, ahead of a run.
+SIF_PROMETHEUS=/project/scratch/p200981/u/benchctl/sif/prometheus_v3.14.0.sif
+if [ ! -f "$SIF_PROMETHEUS" ]; then
+  mkdir -p "$(dirname "$SIF_PROMETHEUS")"
+  # Pull to a job-private name and rename: two jobs pulling at once must not see a half-written image.
+  apptainer pull --disable-cache "$SIF_PROMETHEUS.$SLURM_JOB_ID.tmp" docker://prom/prometheus:v3.14.0 && mv -f "$SIF_PROMETHEUS.$SLURM_JOB_ID.tmp" "$SIF_PROMETHEUS" \
+    || { rm -f "$SIF_PROMETHEUS.$SLURM_JOB_ID.tmp"; echo "benchctl: cannot pull "docker://prom/prometheus:v3.14.0 >&2; exit 1; }
+fi
+echo "BENCHCTL_IMAGE=$SIF_PROMETHEUS"
+SIF_PUSHGATEWAY=/project/scratch/p200981/u/benchctl/sif/pushgateway_v1.11.3.sif
+if [ ! -f "$SIF_PUSHGATEWAY" ]; then
+  mkdir -p "$(dirname "$SIF_PUSHGATEWAY")"
+  # Pull to a job-private name and rename: two jobs pulling at once must not see a half-written image.
+  apptainer pull --disable-cache "$SIF_PUSHGATEWAY.$SLURM_JOB_ID.tmp" docker://prom/pushgateway:v1.11.3 && mv -f "$SIF_PUSHGATEWAY.$SLURM_JOB_ID.tmp" "$SIF_PUSHGATEWAY" \
+    || { rm -f "$SIF_PUSHGATEWAY.$SLURM_JOB_ID.tmp"; echo "benchctl: cannot pull "docker://prom/pushgateway:v1.11.3 >&2; exit 1; }
+fi
+echo "BENCHCTL_IMAGE=$SIF_PUSHGATEWAY"
+SIF_GRAFANA=/project/scratch/p200981/u/benchctl/sif/grafana_13.0.2.sif
+if [ ! -f "$SIF_GRAFANA" ]; then
+  mkdir -p "$(dirname "$SIF_GRAFANA")"
+  # Pull to a job-private name and rename: two jobs pulling at once must not see a half-written image.
+  apptainer pull --disable-cache "$SIF_GRAFANA.$SLURM_JOB_ID.tmp" docker://grafana/grafana:13.0.2 && mv -f "$SIF_GRAFANA.$SLURM_JOB_ID.tmp" "$SIF_GRAFANA" \
+    || { rm -f "$SIF_GRAFANA.$SLURM_JOB_ID.tmp"; echo "benchctl: cannot pull "docker://grafana/grafana:13.0.2 >&2; exit 1; }
+fi
+echo "BENCHCTL_IMAGE=$SIF_GRAFANA"
+# Bind the service's directories and the site's file systems (those that exist on this node).
+BINDS=()
+for dir in /project/scratch/p200981/u/benchctl/monitor/monitor-X /home/u/benchctl/jobs/monitor-X /project /mnt/tier1 /mnt/tier2; do
+  [ -e "$dir" ] && BINDS+=(-B "$dir")
+done
+
+# ---- Pushgateway -------------------------------------------------------------------------------
+apptainer exec "${BINDS[@]}" "$SIF_PUSHGATEWAY" /bin/pushgateway --web.listen-address=0.0.0.0:"$PUSH_PORT" --web.config.file="$RUN_DIR/web.yml" --persistence.file="$DATA_DIR/pushgateway.db" &
+_BC_NEEDED=("$!:the Pushgateway")
+_BC_ALSO_READY=("$PUSH_PORT:/-/ready")
+# ---- Grafana -----------------------------------------------------------------------------------
+GRAFANA_ON=1
+if [ -n "$GRAFANA_ON" ]; then
+  # Several services may share a node: take a random port nobody listens on (bash's /dev/tcp probes it).
+  GRAFANA_PORT=
+  for _ in $(seq 1 100); do
+    candidate=$(( 20000 + RANDOM % 30000 ))
+    [ "$candidate" = "$PORT" ] && continue
+    [ "$candidate" = "$PUSH_PORT" ] && continue
+    if ! (exec 3<>"/dev/tcp/127.0.0.1/$candidate") 2>/dev/null; then GRAFANA_PORT=$candidate; break; fi
+  done
+  [ -n "$GRAFANA_PORT" ] || { echo "benchctl: no free Grafana port found on $(hostname)" >&2; exit 1; }
+  echo "BENCHCTL_GRAFANA_PORT=$GRAFANA_PORT"
+  # Provisioned from the copy of benchctl's files in the run folder: the datasource (this job's Prometheus,
+  # with its password from the environment) and the dashboards. Anonymous access off; no calls home.
+  export GF_SERVER_HTTP_ADDR=0.0.0.0 GF_SERVER_HTTP_PORT="$GRAFANA_PORT"
+  export GF_SECURITY_ADMIN_USER=benchctl GF_SECURITY_ADMIN_PASSWORD="$BENCHCTL_GRAFANA_PASSWORD"
+  export GF_AUTH_ANONYMOUS_ENABLED=false GF_USERS_ALLOW_SIGN_UP=false
+  export GF_ANALYTICS_REPORTING_ENABLED=false GF_ANALYTICS_CHECK_FOR_UPDATES=false GF_ANALYTICS_CHECK_FOR_PLUGIN_UPDATES=false
+  export GF_PATHS_DATA="$DATA_DIR/grafana" GF_PATHS_LOGS="$DATA_DIR/grafana/log" GF_PATHS_PLUGINS="$DATA_DIR/grafana/plugins"
+  export GF_PATHS_PROVISIONING="$RUN_DIR/grafana/provisioning" BENCHCTL_GRAFANA_DASHBOARDS="$RUN_DIR/grafana/dashboards"
+  export BENCHCTL_PROM_URL="http://127.0.0.1:$PORT" BENCHCTL_MONITOR_USER=benchctl BENCHCTL_MONITOR_PASSWORD="$BENCHCTL_API_KEY"
+  mkdir -p "$GF_PATHS_DATA" "$GF_PATHS_LOGS" "$GF_PATHS_PLUGINS"
+apptainer exec "${BINDS[@]}" "$SIF_GRAFANA" /run.sh &
+  _BC_NEEDED+=("$!:Grafana")
+  _BC_ALSO_READY+=("$GRAFANA_PORT:/api/health")
+fi
+# ---- Prometheus (the job's main service) ----------------------------------------------------------------
+apptainer exec "${BINDS[@]}" "$SIF_PROMETHEUS" /bin/prometheus --config.file="$RUN_DIR/prometheus.yml" --storage.tsdb.path="$DATA_DIR/prometheus" --storage.tsdb.retention.time=7d --web.listen-address=0.0.0.0:"$PORT" --web.config.file="$RUN_DIR/web.yml" --web.enable-lifecycle &
+SVC_PID=$!
+echo "BENCHCTL_PID=$SVC_PID"
+# The service needs the steps in _BC_NEEDED ("pid:what", the other nodes): when one ends, stop the service,
+# so the job fails naming it instead of the server waiting for a peer that is gone.
+(
+  while kill -0 "$SVC_PID" 2>/dev/null; do
+    for item in "${_BC_NEEDED[@]}"; do
+      kill -0 "${item%%:*}" 2>/dev/null && continue
+      echo "benchctl: ${item#*:} ended while the service needed it; stopping the service" >&2
+      kill -TERM "$SVC_PID" 2>/dev/null
+      # A server still starting up may wait for its peer instead of stopping: then it is killed.
+      for _ in $(seq 1 30); do kill -0 "$SVC_PID" 2>/dev/null || exit 0; sleep 1; done
+      kill -KILL "$SVC_PID" 2>/dev/null
+      exit 0
+    done
+    sleep 2
+  done
+) &
+# ---- readiness: poll the service's own health endpoint, then print the READY marker -------------
+# PATH [PORT]: the health check, with the job's password from a 0600 curl config (never on a command line).
+_bc_http_ok() {
+  curl -fsS -K "$_BC_CURL_CONFIG" -o /dev/null --max-time 2 "http://127.0.0.1:${2:-$PORT}$1" 2>/dev/null
+}
+# Every part of the service must answer ("PORT:PATH" in _BC_ALSO_READY), not only the main one.
+_bc_also_ready() {
+  for item in "${_BC_ALSO_READY[@]}"; do _bc_http_ok "${item#*:}" "${item%%:*}" || return 1; done
+}
+# The answer must come from THIS job's service: another job (or user) on the node may hold the port, and
+# its server would answer the health check. Ready = a process of this job's service tree listens on $PORT.
+_bc_owns_port() {
+  local out p
+  out=$(ss -H -ltnp "sport = :$PORT" 2>/dev/null) || return 0  # no usable ss here: cannot tell, trust
+  for p in $(printf '%s\n' "$out" | grep -o 'pid=[0-9]*' | cut -d= -f2); do
+    while [ -n "$p" ] && [ "$p" -gt 1 ]; do
+      [ "$p" = "$SVC_PID" ] && return 0
+      p=$(sed 's/.*) //' "/proc/$p/stat" 2>/dev/null | cut -d' ' -f2)
+    done
+  done
+  return 1
+}
+(
+  warned=
+  for _ in $(seq 1 300); do
+    kill -0 "$SVC_PID" 2>/dev/null || exit 0
+    if _bc_http_ok /-/ready && _bc_also_ready; then
+      if _bc_owns_port; then
+        echo "BENCHCTL_READY=$(date -u +%Y-%m-%dT%H:%M:%SZ)"
+        exit 0
+      fi
+      [ -n "$warned" ] || echo "benchctl: port $PORT answers, but not from this job's service: another process holds it" >&2
+      warned=1
+    fi
+    sleep 1
+  done
+  echo "benchctl: service not ready after 300 s" >&2
+) &
+wait "$SVC_PID"
+rc=$?
+# A service stopped because a needed step ended has failed, whatever its own exit status.
+for item in "${_BC_NEEDED[@]}"; do kill -0 "${item%%:*}" 2>/dev/null || { [ "$rc" -ne 0 ] || rc=1; }; done
+echo "BENCHCTL_EXITED=$rc"
+exit "$rc"
