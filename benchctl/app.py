@@ -75,12 +75,14 @@ class App:
         self.confirm: Callable[[str], bool] = lambda question: True
         from benchctl.commands.bench import register as register_bench_commands
         from benchctl.commands.jobs import register as register_job_commands
+        from benchctl.commands.metrics import register as register_metrics_commands
         from benchctl.commands.services import register as register_service_commands
         from benchctl.commands.session import register as register_session_commands
 
         register_service_commands(self.registry)
         register_job_commands(self.registry)
         register_bench_commands(self.registry)
+        register_metrics_commands(self.registry)
         register_session_commands(self.registry)
 
     # ---- lazily built parts --------------------------------------------------------------------

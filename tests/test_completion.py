@@ -131,8 +131,9 @@ def test_stop_also_offers_all(with_jobs: App) -> None:
 
 def test_no_jobs_tracked(app: App) -> None:
     # a pull job is followed like any other, so check and stop name it; start does not take it (pull does)
-    assert completions(app, "check ") == ["chroma", "io500", "llm-sim", "monitor", "ollama", "pull", "qdrant", "vllm"]
-    assert completions(app, "stop ") == ["chroma", "io500", "llm-sim", "monitor", "ollama", "pull", "qdrant", "vllm", "all"]
+    services = ["chroma", "io500", "llm-sim", "monitor", "ollama", "pull", "qdrant", "vllm"]
+    assert completions(app, "check ") == services
+    assert completions(app, "stop ") == [*services, "all"]
     assert "pull" not in completions(app, "start ")
 
 

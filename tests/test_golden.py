@@ -60,7 +60,8 @@ CASES: dict[str, dict[str, Case]] = {
                 "apptainer-image": Case("apptainer", {"model": "llama-sim", "ttft_ms": 120.5, "itl_ms": 0.5,
                                                       "error_rate": 0.01},
                                         "oras://registry.example.org/benchctl/llmsim:0.1")},
-    "monitor": {"apptainer": Case("apptainer", {"retention": "7d"}, images=MONITOR_IMAGES), "none": Case("none", {"no_grafana": True})},
+    "monitor": {"apptainer": Case("apptainer", {"retention": "7d"}, images=MONITOR_IMAGES),
+                "none": Case("none", {"no_grafana": True})},
     # pull's images come from the images table; the test table pins one image under the service's own name
     "pull": {"apptainer": Case("apptainer", {"images": "pull"}, "docker://chromadb/chroma:1.5.9")},
     "io500": {f"{runtime}-{nodes}node": Case(runtime, {"nodes": nodes, "tasks_per_node": 16}, IO500_IMAGE)

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from benchctl.options import Option, integer, number
-from benchctl.services.server import LlmServer
+from benchctl.services.server import VLLM_SERIES, LlmServer
 
 _MS = number(0)
 _FRACTION = number(0, 1)
@@ -34,6 +34,7 @@ class LlmSim(LlmServer):
     summary = "simulated LLM server (OpenAI + Ollama APIs, vLLM metrics, exact timing; no GPU)"
     template = "llm-sim.sbatch.j2"
     metrics_path = "/metrics"
+    key_series = VLLM_SERIES
     shown_options = ("model", "ttft_ms", "itl_ms", "output_tokens")
     health_path = "/health"
     default_cpus = 2

@@ -20,6 +20,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
+from benchctl.executors.base import ExecutorError
 from benchctl.jobs import Job
 from benchctl.monitor.push import Gateway
 from benchctl.options import Option, OptionError
@@ -155,10 +156,17 @@ class Monitor(Server):
         return Endpoint(ep.host, port) if ep and port else None
 
     def active(self) -> Job | None:
-        """The newest active monitor job of this executor (what bench pushes to), or None."""
+        """The newest active monitor job of this executor (what bench pushes to), refreshed, or None."""
         active = [j for j in self.ctx.jobs.all() if j.service == self.name and not j.state.is_final
                   and j.executor == self.ctx.executor.name]
-        return max(active, key=lambda j: j.submitted_at, default=None)
+        newest = max(active, key=lambda j: j.submitted_at, default=None)
+        if newest is None:
+            return None
+        try:  # its port is known once the job said it (no poller refreshes the table in batch modes)
+            newest = self.refresh(newest)
+        except ExecutorError:
+            return newest
+        return None if newest.state.is_final else newest
 
     def gateway(self, job: Job) -> Gateway | None:
         """The job's Pushgateway with the headers that admit benchctl."""

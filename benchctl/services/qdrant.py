@@ -18,6 +18,7 @@ from typing import Any, ClassVar
 from benchctl.executors.base import ExecutorError
 from benchctl.executors.process import submission_env
 from benchctl.jobs import Job
+from benchctl.monitor.prom import Series
 from benchctl.options import Complete, Option, valid_env_name
 from benchctl.services.options import PORT, job_env_name
 from benchctl.services.server import VectorServer
@@ -29,6 +30,9 @@ class Qdrant(VectorServer):
     summary = "Qdrant vector database (REST API, optional gRPC)"
     template = "qdrant.sbatch.j2"
     metrics_path = "/metrics"
+    key_series = (Series("collections", "collections_total"), Series("vectors", "collections_vector_total"),
+                  Series("REST req/s", "rest_responses_total", counter=True),
+                  Series("REST fail/s", "rest_responses_fail_total", counter=True))
     health_path = "/readyz"  # on Qdrant's auth whitelist: answers without the API key
     auth = "api-key"  # QDRANT__SERVICE__API_KEY; --api-key-env VAR uses a key of the user's instead
     default_cpus = 4

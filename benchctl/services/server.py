@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, ClassVar
 
 from benchctl.http import http_get
 from benchctl.jobs import Job
+from benchctl.monitor.prom import Series
 from benchctl.services.base import ServiceError, SlurmServer
 from benchctl.slurm.states import JobState
 
@@ -39,11 +40,21 @@ class Endpoint:
         return f"{self.scheme}://{self.host}:{self.port}{self.path_prefix}"
 
 
+# The series `metrics` shows for servers speaking vLLM's metric names (vLLM, llm-sim).
+VLLM_SERIES = (Series("running", "vllm:num_requests_running"), Series("waiting", "vllm:num_requests_waiting"),
+               Series("KV cache", "vllm:kv_cache_usage_perc"),
+               Series("prompt tok/s", "vllm:prompt_tokens_total", counter=True),
+               Series("gen tok/s", "vllm:generation_tokens_total", counter=True),
+               Series("done/s", "vllm:request_success_total", counter=True),
+               Series("preempt/s", "vllm:num_preemptions_total", counter=True))
+
+
 class Server(SlurmServer):
     """A long-lived service: ready when its health endpoint answers; benchmarked by its ``bench_kind``."""
 
     health_path: ClassVar[str] = "/"
     default_port: ClassVar[int] = 0  # 0 = the job picks a free port on its node
+    key_series: ClassVar[tuple[Series, ...]] = ()  # what `metrics SERVICE` shows (from metrics_path)
 
     def endpoint(self, job: Job) -> Endpoint | None:
         if not job.port:

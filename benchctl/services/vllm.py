@@ -23,7 +23,7 @@ from benchctl.http import http_get
 from benchctl.jobs import Job
 from benchctl.options import Complete, Option, checked, integer, valid_env_name
 from benchctl.services.options import job_env_name
-from benchctl.services.server import LlmServer, served_models
+from benchctl.services.server import VLLM_SERIES, LlmServer, served_models
 from benchctl.templates import TemplateError
 
 # Flags the script sets itself: a second copy in --extra-args would make vLLM listen elsewhere than the
@@ -60,6 +60,7 @@ class Vllm(LlmServer):
     summary = "vLLM OpenAI-compatible LLM server (one node, or several nodes over Ray)"
     template = "vllm.sbatch.j2"
     metrics_path = "/metrics"
+    key_series = VLLM_SERIES
     health_path = "/health"
     uses_gpu = True
     auth = "bearer"  # VLLM_API_KEY: vLLM guards /v1/* (not /health, /metrics, /tokenize)

@@ -1,0 +1,114 @@
+"""``metrics SERVICE|JOBID [--watch]``: the few series that matter for a service, with sparklines.
+
+With a monitor running, the last minutes come from its Prometheus (what Grafana shows); without one, the
+service's own ``/metrics`` is sampled now, and ``--watch`` keeps sampling, so the sparklines grow.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
+
+from rich.text import Text
+
+from benchctl.commands import Command, CommandError, ParsedArgs, Registry
+from benchctl.commands.lifecycle import refresh, resolve_jobs
+from benchctl.options import Complete, Option, number
+
+if TYPE_CHECKING:
+    from benchctl.app import App
+    from benchctl.jobs import Job
+    from benchctl.services.server import Server
+
+HISTORY_MINUTES = 5.0
+
+
+def _fmt(value: float) -> str:
+    if value != value:  # NaN
+        return "-"
+    if abs(value) >= 1000:
+        return f"{value:,.0f}"
+    return f"{value:.3g}" if abs(value) < 10 else f"{value:.1f}"
+
+
+def _table(app: App, job: Job, data: dict[str, list[tuple[float, float]]], source: str) -> None:
+    from benchctl.monitor.prom import sparkline
+    from benchctl.tables import Col, FitTable
+
+    table = FitTable([Col("series", justify="left"), Col("now"), Col("mean", drop=2), Col("max", drop=1),
+                      Col(f"last {HISTORY_MINUTES:g} min" if source == "prometheus" else "samples", justify="left",
+                          drop=3)])
+    for label, points in data.items():
+        values = [v for _, v in points]
+        if not values:
+            table.add_row(label, "-", "-", "-", "")
+            continue
+        table.add_row(label, _fmt(values[-1]), _fmt(sum(values) / len(values)), _fmt(max(values)), sparkline(values))
+    app.ui.print(Text(f"{job.label} metrics ({'from the monitor' if source == 'prometheus' else 'its /metrics'})"),
+                 markup=False)
+    app.ui.renderable(table)
+
+
+def cmd_metrics(app: App, args: ParsedArgs) -> None:
+    """The series that matter for a service (requests running/waiting, KV cache, tokens/s for LLM servers),
+    from the monitor's Prometheus when one runs (its last minutes), else from the service's own /metrics.
+    --watch refreshes until Ctrl-C."""
+    from benchctl.monitor.prom import PromError, history, rates, sample
+    from benchctl.services.monitor import Monitor
+    from benchctl.services.server import Server
+
+    job = refresh(app, resolve_jobs(app, args.positionals[0], active_only=False))[0]
+    service = app.service(job.service)
+    if not isinstance(service, Server) or not service.key_series:
+        raise CommandError(f"metrics: {job.service} has no metrics endpoint benchctl reads")
+    if job.state.is_final:
+        raise CommandError(f"metrics: {job.label} has ended ({job.state.value})")
+    monitor = app.service("monitor")
+    mon_job = monitor.active() if isinstance(monitor, Monitor) else None
+    prom = monitor.endpoint(mon_job) if isinstance(monitor, Monitor) and mon_job is not None else None
+    interval = float(args.get("interval") or 2.0)
+    samples: list[tuple[float, dict[str, float]]] = []
+    try:
+        while True:
+            if prom is not None and isinstance(monitor, Monitor) and mon_job is not None:
+                try:
+                    data = history(prom.url, monitor.credentials(mon_job), service.key_series,
+                                   f'job_id="{job.id}"', HISTORY_MINUTES)
+                    _table(app, job, data, "prometheus")
+                except PromError as exc:
+                    app.ui.warn(f"{exc}; reading the service's /metrics instead")
+                    prom = None
+                    continue
+            else:
+                samples.append((time.time(), sample(_scrape(service, job), service.key_series)))
+                if len(samples) == 1:  # a counter's rate needs two scrapes
+                    time.sleep(1.0)
+                    continue
+                _table(app, job, rates(samples[-200:], service.key_series), "direct")
+            if not args.get("watch"):
+                return
+            time.sleep(interval)
+    except KeyboardInterrupt:
+        app.ui.info("watch ended")
+
+
+def _scrape(service: Server, job: Job) -> dict[str, float]:
+    from benchctl.bench.llm.server_metrics import scrape
+
+    ep = service.endpoint(job)
+    if ep is None:
+        raise CommandError(f"metrics: {job.label} has no endpoint yet ('check {job.id}')")
+    values = scrape(ep.url, service.credentials(job))
+    if not values:
+        raise CommandError(f"metrics: {ep.url}{service.metrics_path} did not answer")
+    return values
+
+
+def register(registry: Registry) -> None:
+    registry.add(Command("metrics", cmd_metrics, "metrics SERVICE|JOBID [--watch] [--interval S]",
+                         "a service's key series with sparklines (monitor's Prometheus, or its /metrics)",
+                         (Complete.TARGET,),
+                         (Option("--watch", "refresh until Ctrl-C", None, short="-w"),
+                          Option("--interval", "seconds between refreshes with --watch", number(0.2),
+                                 default=2.0, metavar="S")),
+                         min_args=1))
