@@ -36,6 +36,9 @@ VLLM_RAY_IMAGE = "docker://vllm/vllm-openai:v0.10.1.1"  # the last kind of stock
 MONITOR_IMAGES = {"monitor-prometheus": "docker://prom/prometheus:v3.14.0",
                   "monitor-pushgateway": "docker://prom/pushgateway:v1.11.3",
                   "monitor-grafana": "docker://grafana/grafana:13.0.2"}
+MONITOR_TARGETS = "/home/u/benchctl/jobs/monitor-X/targets"
+EXPORTER_IMAGES = {"node-exporter": "docker://prom/node-exporter:v1.12.0",
+                   "dcgm-exporter": "docker://nvcr.io/nvidia/k8s/dcgm-exporter:4.6.1-4.8.4-distroless"}
 IO500_IMAGE = "docker://registry.example.org/benchctl/io500:test"
 
 CASES: dict[str, dict[str, Case]] = {
@@ -43,7 +46,10 @@ CASES: dict[str, dict[str, Case]] = {
                "none": Case("none", image="docker://chromadb/chroma:1.5.9")},
     "qdrant": {"apptainer": Case("apptainer", {"api_key_env": "QDRANT_API_KEY"}, "docker://qdrant/qdrant:v1.19.1"),
                "none": Case("none", image="docker://qdrant/qdrant:v1.19.1")},
-    "vllm": {**{f"{runtime}-{nodes}node": Case(runtime, {"model": VLLM, "nodes": nodes,
+    "vllm": {"apptainer-2node-monitored": Case("apptainer", {"model": VLLM, "nodes": 2, "exporters": ("node", "dcgm"),
+                                                     "monitor_targets": MONITOR_TARGETS},
+                                          images={"vllm": VLLM_IMAGE, **EXPORTER_IMAGES}),
+             **{f"{runtime}-{nodes}node": Case(runtime, {"model": VLLM, "nodes": nodes,
                                                          **({"venv": "/opt/vllm-cpu-venv"} if runtime == "none"
                                                             else {})}, VLLM_IMAGE)
                 for runtime in RUNTIMES for nodes in (1, 2)},
@@ -55,7 +61,7 @@ CASES: dict[str, dict[str, Case]] = {
                                  "docker://ollama/ollama:0.35.1"),
                "none": Case("none", {"model": "qwen3:4b"}, "docker://ollama/ollama:0.35.1")},
     "llm-sim": {"none": Case("none"),
-                "none-monitored": Case("none", {"monitor_targets": "/home/u/benchctl/jobs/monitor-X/targets"}),
+                "none-monitored": Case("none", {"monitor_targets": MONITOR_TARGETS, "exporters": ("node",)}),
                 "apptainer": Case("apptainer", {"seed": 7}),  # no image configured: host python fallback
                 "apptainer-image": Case("apptainer", {"model": "llama-sim", "ttft_ms": 120.5, "itl_ms": 0.5,
                                                       "error_rate": 0.01},

@@ -136,3 +136,19 @@ def test_group_paths_carry_any_label_value() -> None:
     assert point_label({"rate": None, "concurrency": 8}, 0) == "c=8"
     assert point_label({"rate": 2.0, "concurrency": None}, 0) == "rate=2.0"
     assert point_label({}, 2) == "point3"
+
+
+def test_exporters_need_a_monitor_and_known_kinds(app: App, fake_slurm: FakeSlurm) -> None:
+    assert "exporters are node, dcgm" in fails_with(app, "start llm-sim --exporters gpu")
+    assert "no monitor runs" in fails_with(app, "start llm-sim --exporters node")
+    run_dir, _ = submitted_monitor(app, fake_slurm)
+    assert app.run_line("start chroma --exporters node,dcgm")  # chroma has no /metrics, its node still does
+    out = output(app)
+    assert "no GPUs in this job, so no DCGM exporter" in out
+    script = fake_slurm.jobs[app.jobs.latest_for("chroma").id].script  # type: ignore[union-attr]
+    assert f"_BC_EXPORTER_DIR={run_dir}/targets/exporters _BC_WEB_CONFIG={run_dir}/web.yml" in script
+    assert "_bc_exporter node\n" in script and "_bc_exporter dcgm" not in script
+    assert "prom/node-exporter" in script  # meluxina: the pinned image, pulled once
+    assert app.run_line("start vllm --model m --exporters node,dcgm")  # GPU nodes: both
+    script = fake_slurm.jobs[app.jobs.latest_for("vllm").id].script  # type: ignore[union-attr]
+    assert "_bc_exporter node\n_bc_exporter dcgm\n" in script and "apptainer exec --nv \"$SIF_EXPORTER_DCGM\"" in script

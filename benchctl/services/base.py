@@ -26,6 +26,7 @@ from benchctl.executors.base import Executor, ExecutorError, UnknownJob
 from benchctl.executors.files import JobFiles, tail_lines
 from benchctl.jobs import Job, JobTable, TableReadOnly
 from benchctl.options import Option
+from benchctl.services.exporters import exporter_values
 from benchctl.services.options import COMMON_OPTIONS, NO_AUTH
 from benchctl.services.site import Site
 from benchctl.slurm import logparse
@@ -158,7 +159,7 @@ class SlurmServer(ABC):
         if values.get("no_multithread") and not (options.get("cpus") or (recipe or {}).get("cpus")):
             values["cpus"] = max(1, int(values["cpus"]) // 2)  # the node's cores, without their second threads
         self.ctx.site.apply(values)  # the account to charge, a scratch that exists, a time the QOS allows
-        if self.metrics_path and "monitor_targets" not in values:
+        if "monitor_targets" not in values:
             values["monitor_targets"] = self.monitor_targets()
         return values
 
@@ -205,6 +206,7 @@ class SlurmServer(ABC):
             "monitor_targets": str(values.get("monitor_targets") or "") if self.scrapable(values) else "",
             "metrics_path": self.metrics_path,
             "target_json": self.target_json(values) if self.metrics_path else "",
+            **exporter_values(self, values),
             "auth": self.auth_on(values),  # the job finds its key in $BENCHCTL_API_KEY (never in the script)
             # Under Slurm the login node and other nodes must reach the server; run here by the local executor,
             # only this machine uses it: nobody else gets a port to knock on.

@@ -53,6 +53,9 @@ def prometheus_config(targets_dir: str, password_file: str, interval: str) -> st
         "scrape_configs": [
             {"job_name": "benchctl", "file_sd_configs": [{"files": [f"{targets_dir}/*.json"],
                                                           "refresh_interval": "5s"}]},
+            # --exporters sidecars: behind this monitor's basic auth (they read its web.yml)
+            {"job_name": "exporters", "basic_auth": auth,
+             "file_sd_configs": [{"files": [f"{targets_dir}/exporters/*.json"], "refresh_interval": "5s"}]},
             {"job_name": "pushgateway", "honor_labels": True, "basic_auth": auth,
              "static_configs": [{"targets": ["127.0.0.1:@PUSH_PORT@"]}]},
             {"job_name": "prometheus", "basic_auth": auth, "static_configs": [{"targets": ["127.0.0.1:@PROM_PORT@"]}]},

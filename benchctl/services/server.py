@@ -19,7 +19,9 @@ from typing import TYPE_CHECKING, ClassVar
 from benchctl.http import http_get
 from benchctl.jobs import Job
 from benchctl.monitor.prom import Series
+from benchctl.options import Option
 from benchctl.services.base import ServiceError, SlurmServer
+from benchctl.services.exporters import EXPORTERS
 from benchctl.slurm.states import JobState
 
 if TYPE_CHECKING:
@@ -55,6 +57,10 @@ class Server(SlurmServer):
     health_path: ClassVar[str] = "/"
     default_port: ClassVar[int] = 0  # 0 = the job picks a free port on its node
     key_series: ClassVar[tuple[Series, ...]] = ()  # what `metrics SERVICE` shows (from metrics_path)
+
+    @classmethod
+    def start_options(cls) -> tuple[Option, ...]:
+        return (*super().start_options(), EXPORTERS)
 
     def endpoint(self, job: Job) -> Endpoint | None:
         if not job.port:

@@ -67,6 +67,46 @@ python3 -c 'import benchctl.llmsim' || { echo "benchctl: this python3 cannot imp
 python3 -u -m benchctl.llmsim --host 127.0.0.1 --port "$PORT" --model="$MODEL" --ttft-ms 50 --itl-ms 10 --output-tokens 128 --tokens-per-chunk 1 --max-concurrency 256 --error-rate 0 --disconnect-rate 0 --api-key-env BENCHCTL_API_KEY &
 SVC_PID=$!
 echo "BENCHCTL_PID=$SVC_PID"
+# ---- exporters (node) on every node of the job, registered with the monitor ----------
+export _BC_EXPORTER_DIR=/home/u/benchctl/jobs/monitor-X/targets/exporters _BC_WEB_CONFIG=/home/u/benchctl/jobs/monitor-X/web.yml
+export _BC_LABELS='[{"targets": ["@ADDR@"], "labels": {"service": "llm-sim", "job_id": "@JOB@", "node": "@NODE@", "user": "u", "exporter": "@KIND@"}}]' _BC_JOB="${SLURM_JOB_ID:-$$}"
+export SIF_EXPORTER_NODE SIF_EXPORTER_DCGM
+mkdir -p "$_BC_EXPORTER_DIR"
+# KIND: start one exporter on this node, wait until it answers (bounded), then register it; runs in the batch
+# script for the first node and, copied with `declare -f`, in a step on every other node.
+_bc_exporter() {
+  local kind=$1 port cmd node pid
+  node=${SLURMD_NODENAME:-$(hostname -s)}
+  for _ in $(seq 1 100); do
+    port=$(( 20000 + RANDOM % 30000 ))
+    (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null || break
+  done
+  case "$kind" in
+    node) cmd=("$(command -v node_exporter || command -v prometheus-node-exporter || echo node_exporter)" --web.listen-address="127.0.0.1:$port" --web.config.file="$_BC_WEB_CONFIG") ;;
+    dcgm) cmd=(dcgm-exporter --address "127.0.0.1:$port" --web-config-file "$_BC_WEB_CONFIG") ;;
+  esac
+  if ! command -v "${cmd[0]}" >/dev/null 2>&1; then
+    echo "benchctl: no $kind exporter on $node (${cmd[0]}): not started" >&2
+    return 0
+  fi
+  "${cmd[@]}" >/dev/null 2>&1 &
+  pid=$!
+  for _ in $(seq 1 30); do
+    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+      local file="$_BC_EXPORTER_DIR/$_BC_JOB-$kind-$node.json"
+      local ip=127.0.0.1
+      [ -n "$ip" ] || ip=$(hostname --ip-address 2>/dev/null | awk '{print $1}')
+      printf '%s\n' "$_BC_LABELS" | sed -e "s/@ADDR@/$ip:$port/" -e "s/@JOB@/$_BC_JOB/" -e "s/@NODE@/$node/" \
+        -e "s/@KIND@/$kind/" > "$file.tmp" && mv -f "$file.tmp" "$file"
+      echo "BENCHCTL_EXPORTER=$kind@$node:$port"
+      return 0
+    fi
+    kill -0 "$pid" 2>/dev/null || { echo "benchctl: the $kind exporter on $node ended at start" >&2; return 0; }
+    sleep 1
+  done
+}
+_bc_exporter node
+
 # ---- monitoring: a Prometheus target file in the monitor job's folder while the service is ready ---------
 # Prometheus (file_sd) finds it within its refresh interval; removed when this script ends (stop, time
 # limit, crash), so the monitor stops scraping a service that is gone. Written whole, then renamed.
@@ -76,7 +116,7 @@ _bc_register() {
     -e "s/@JOB@/${SLURM_JOB_ID:-}/" -e "s/@NODE@/${SLURMD_NODENAME:-$(hostname -s)}/" > "$_BC_TARGET.tmp" \
     && mv -f "$_BC_TARGET.tmp" "$_BC_TARGET" && echo "BENCHCTL_REGISTERED=$_BC_TARGET"
 }
-trap 'rm -f "$_BC_TARGET" "$_BC_TARGET.tmp"' EXIT
+trap 'rm -f "$_BC_TARGET" "$_BC_TARGET.tmp" "$_BC_EXPORTER_DIR/$_BC_JOB"-*.json' EXIT
 # ---- readiness: poll the service's own health endpoint, then print the READY marker -------------
 _bc_http_ok() {
   if command -v curl >/dev/null 2>&1; then

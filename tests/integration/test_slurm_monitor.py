@@ -63,7 +63,7 @@ def test_targets_register_scrape_push_and_leave(slurm_config: Path, isolated_env
         push = out.split("pushgateway:", 1)[1].split()[0]
         assert http_get(push + "/api/v1/metrics", timeout=5)[0] == 401
 
-        started = run("start llm-sim --ttft-ms 20 --itl-ms 2; check llm-sim --wait --timeout 120")
+        started = run("start llm-sim --ttft-ms 20 --itl-ms 2 --exporters node; check llm-sim --wait --timeout 120")
         job_id = started.split("submitted llm-sim as job ", 1)[1].split()[0]
         target = run_dir / "targets" / f"llm-sim-{job_id}.json"
         assert target.exists(), list((run_dir / "targets").iterdir())
@@ -75,6 +75,12 @@ def test_targets_register_scrape_push_and_leave(slurm_config: Path, isolated_env
 
         took = until("Prometheus scraping the registered llm-sim", scraped)
         print(f"registered -> up==1 through the query API in {took:.1f} s")  # the closing note's figure
+        # the node-exporter sidecar on the job's node, behind the monitor's password, scraped too
+        exporter = run_dir / "targets" / "exporters" / f"{job_id}-node-{labels['node']}.json"
+        assert exporter.exists(), list((run_dir / "targets").rglob("*"))
+        until("the node exporter scraped", lambda: any(
+            r["value"][1] == "1" for r in query(prom, auth, f'up{{job="exporters",job_id="{job_id}"}}')))
+        assert query(prom, auth, f'node_load1{{job_id="{job_id}"}}')
 
         bench = run("bench llm-sim --concurrency 1,4 --duration 3", timeout=180)
         assert "pushed 2 point(s) to the monitor's Pushgateway" in bench, bench
@@ -88,7 +94,7 @@ def test_targets_register_scrape_push_and_leave(slurm_config: Path, isolated_env
         assert query(prom, auth, f'vllm:num_requests_running{{job_id="{job_id}"}}')
 
         run(f"stop {job_id}")
-        assert not target.exists()
+        assert not target.exists() and not exporter.exists()
         until("Prometheus dropping the stopped target",
               lambda: not query(prom, auth, f'up{{job_id="{job_id}"}}'), timeout=40)
     finally:

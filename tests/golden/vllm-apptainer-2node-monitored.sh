@@ -1,0 +1,298 @@
+#!/bin/bash -l
+#SBATCH --job-name=benchctl-vllm
+#SBATCH --account=p200981
+#SBATCH --partition=gpu
+#SBATCH --qos=default
+#SBATCH --time=01:00:00
+#SBATCH --nodes=2
+#SBATCH --ntasks-per-node=1
+#SBATCH --cpus-per-task=128
+#SBATCH --gres=gpu:4
+#SBATCH --output=/home/u/benchctl/jobs/vllm-X/slurm-%j.out
+#SBATCH --error=/home/u/benchctl/jobs/vllm-X/slurm-%j.err
+#SBATCH --signal=B:USR1@120
+
+# benchctl: vLLM OpenAI-compatible server, readiness GET /health
+# 2 node(s) x 4 GPU(s); tensor parallel 4, pipeline parallel 2; vLLM's own multi-node mode (--nnodes)
+# ---- environment -----------------------------------------------------------------------------
+if command -v module >/dev/null 2>&1; then
+  module load env/release/2025.1
+  module load Apptainer/1.4.2-GCCcore-14.2.0
+else
+  echo "benchctl: no 'module' command on $(hostname); skipping module loads" >&2
+fi
+export NO_COLOR=1
+echo "BENCHCTL_JOBID=${SLURM_JOB_ID:-}"
+echo "BENCHCTL_SERVICE=vllm"
+echo "BENCHCTL_HOST=$(hostname)"
+echo "BENCHCTL_NODE=${SLURMD_NODENAME:-$(hostname -s)}"
+BENCHCTL_IP=$(hostname --ip-address 2>/dev/null | awk '{print $1}')
+[ -n "$BENCHCTL_IP" ] || BENCHCTL_IP=$(hostname -I 2>/dev/null | awk '{print $1}')
+echo "BENCHCTL_IP=$BENCHCTL_IP"
+# ---- graceful stop ---------------------------------------------------------------------------
+# `benchctl stop` sends TERM (scancel --signal=TERM), Slurm sends USR1 before the time limit: stop the
+# service cleanly, then stay alive so the job still ends as CANCELLED / TIMEOUT, as the user expects.
+# Installed first thing, so a stop while modules load or an image is pulled is clean too.
+SVC_PID=
+_bc_stop() {
+  case "${_BC_STATE:-}" in
+    stopped) exit 0 ;;   # the final cancel after a clean stop: end now
+    stopping) return ;;  # a repeated signal while the service shuts down
+  esac
+  _BC_STATE=stopping
+  echo "BENCHCTL_STOPPING=$1"
+  kill -TERM "$SVC_PID" 2>/dev/null
+  # What the service needs (other nodes' ranks, the monitor's Pushgateway and Grafana) stops with it.
+  for item in "${_BC_NEEDED[@]}"; do kill -TERM "${item%%:*}" 2>/dev/null; done
+  rc=0
+  while kill -0 "$SVC_PID" 2>/dev/null; do wait "$SVC_PID" 2>/dev/null; rc=$?; done
+  echo "BENCHCTL_STOPPED=$rc"
+  _BC_STATE=stopped
+  sleep "$2" & wait $!
+  exit 0
+}
+trap '_bc_stop TERM 60' TERM
+trap '_bc_stop USR1 300' USR1
+# srun under PMIx on MeluXina: without this, steps fail with a munge (psec) error.
+export PMIX_MCA_psec=native
+export VLLM_NO_USAGE_STATS=1 DO_NOT_TRACK=1
+# Only the holder of this job's key may use /v1 (anyone on the cluster can reach the port).
+: "${BENCHCTL_API_KEY:?benchctl: no API key in the job environment (it must be submitted with --export=ALL)}"
+export VLLM_API_KEY="$BENCHCTL_API_KEY"
+echo "BENCHCTL_MODEL="meta-llama/Llama-3.1-8B-Instruct
+
+# ---- port ------------------------------------------------------------------------------------
+# Several services may share a node: take a random port nobody listens on (bash's /dev/tcp probes it).
+PORT=
+for _ in $(seq 1 100); do
+  candidate=$(( 20000 + RANDOM % 30000 ))
+  if ! (exec 3<>"/dev/tcp/127.0.0.1/$candidate") 2>/dev/null; then PORT=$candidate; break; fi
+done
+[ -n "$PORT" ] || { echo "benchctl: no free port found on $(hostname)" >&2; exit 1; }
+echo "BENCHCTL_PORT=$PORT"
+# ---- Hugging Face cache and token ------------------------------------------------------------
+# Weights are cached on scratch (bound into the container at the same path) and shared by later jobs.
+HF_CACHE=/project/scratch/p200981/u/benchctl/hf-cache
+mkdir -p "$HF_CACHE"
+export HF_HOME="$HF_CACHE"
+# The token comes from $HF_TOKEN in the environment sbatch passed on; this script never holds it.
+if [ -n "${HF_TOKEN:-}" ]; then
+  export HF_TOKEN="${HF_TOKEN}"
+  export APPTAINERENV_HF_TOKEN="$HF_TOKEN"
+  echo "BENCHCTL_HF_TOKEN_ENV=HF_TOKEN"
+else
+  echo "benchctl: HF_TOKEN is not set; only public models can be downloaded" >&2
+fi
+
+# ---- container image -------------------------------------------------------------------------
+command -v apptainer >/dev/null 2>&1 || { echo "benchctl: apptainer not found on $(hostname) (module load Apptainer?)" >&2; exit 127; }
+# Apptainer's temporary folder defaults to /tmp, which is RAM on diskless nodes (a pull unpacks a multi-GB
+# image there), and its cache to the small home: both go to scratch unless the environment says otherwise.
+_BC_APPTAINER=/project/scratch/p200981/u/benchctl/apptainer
+export APPTAINER_TMPDIR="${APPTAINER_TMPDIR:-$_BC_APPTAINER/tmp}" APPTAINER_CACHEDIR="${APPTAINER_CACHEDIR:-$_BC_APPTAINER/cache}"
+mkdir -p "$APPTAINER_TMPDIR" "$APPTAINER_CACHEDIR"
+# Docker Hub allows 10 anonymous pulls an hour per address, and many nodes share one: export
+# APPTAINER_DOCKER_USERNAME and APPTAINER_DOCKER_PASSWORD (a token) in your shell before benchctl; the job
+# inherits them from sbatch (this script never holds them). `benchctl pull SERVICE` pulls once, ahead of a run.
+SIF=/project/scratch/p200981/u/benchctl/sif/vllm-openai_v0.30.0.sif
+if [ ! -f "$SIF" ]; then
+  mkdir -p "$(dirname "$SIF")"
+  # Pull to a job-private name and rename: two jobs pulling at once must not see a half-written image.
+  apptainer pull --disable-cache "$SIF.$SLURM_JOB_ID.tmp" docker://vllm/vllm-openai:v0.30.0 && mv -f "$SIF.$SLURM_JOB_ID.tmp" "$SIF" \
+    || { rm -f "$SIF.$SLURM_JOB_ID.tmp"; echo "benchctl: cannot pull "docker://vllm/vllm-openai:v0.30.0 >&2; exit 1; }
+fi
+echo "BENCHCTL_IMAGE=$SIF"
+# Bind the service's directories and the site's file systems (those that exist on this node).
+BINDS=()
+for dir in /project/scratch/p200981/u/benchctl/hf-cache /project /mnt/tier1 /mnt/tier2; do
+  [ -e "$dir" ] && BINDS+=(-B "$dir")
+done
+
+# ---- the nodes -------------------------------------------------------------------------------------
+# The batch script runs on the first node of the allocation: rank 0 (or the Ray head), where the API server
+# runs too. Every node is told its own address (VLLM_HOST_IP): vLLM does not pass it on to other nodes, and a
+# node that guesses from its default route may pick another network than its peers (two InfiniBand cards).
+NNODES=${SLURM_NNODES:-2}
+mapfile -t NODES < <(scontrol show hostnames "$SLURM_JOB_NODELIST")
+[ "${#NODES[@]}" -ge "$NNODES" ] || { echo "benchctl: cannot list the job's nodes (scontrol show hostnames)" >&2; exit 1; }
+HEAD=${NODES[0]}
+# A node's address: its name in the hosts database, else the NodeAddr Slurm itself reaches it at.
+_bc_node_ip() {
+  local addr
+  addr=$(getent hosts "$1" | awk '{print $1; exit}')
+  [ -n "$addr" ] || addr=$(scontrol show node "$1" 2>/dev/null | grep -o 'NodeAddr=[^ ]*' | cut -d= -f2)
+  case "$addr" in
+    ''|*[!0-9.:]*) [ -n "$addr" ] && getent hosts "$addr" | awk '{print $1; exit}' ;;
+    *) echo "$addr" ;;
+  esac
+}
+if [ "${SLURMD_NODENAME:-$(hostname -s)}" = "${HEAD%%.*}" ] && [ -n "$BENCHCTL_IP" ]; then
+  HEAD_IP=$BENCHCTL_IP
+else
+  HEAD_IP=$(_bc_node_ip "$HEAD")
+fi
+[ -n "$HEAD_IP" ] || { echo "benchctl: no IP address for the first node $HEAD" >&2; exit 1; }
+export VLLM_HOST_IP="$HEAD_IP"
+export NCCL_SOCKET_IFNAME=ib0 GLOO_SOCKET_IFNAME=ib0
+export NCCL_IB_HCA=mlx5
+# NCCL says which transport it chose (NET/IB = InfiniBand, NET/Socket = TCP): `check` reads it from the log.
+export NCCL_DEBUG=INFO NCCL_DEBUG_SUBSYS=INIT,NET
+# ---- vLLM's own multi-node mode: one vLLM per node, rank 0 here serves the API, the others headless -------
+# The other ranks run `vllm serve --headless` (the CLI's entry point): only it honours --headless; the
+# api_server module would start a second engine that fails as a follower node.
+# Several services may share a node: take a random port nobody listens on (bash's /dev/tcp probes it).
+MASTER_PORT=
+for _ in $(seq 1 100); do
+  candidate=$(( 20000 + RANDOM % 30000 ))
+  [ "$candidate" = "$PORT" ] && continue
+  if ! (exec 3<>"/dev/tcp/127.0.0.1/$candidate") 2>/dev/null; then MASTER_PORT=$candidate; break; fi
+done
+[ -n "$MASTER_PORT" ] || { echo "benchctl: no free torch.distributed port found on $(hostname)" >&2; exit 1; }
+echo "BENCHCTL_MASTER=$HEAD_IP:$MASTER_PORT"
+_BC_NEEDED=()
+rank=1
+for node in "${NODES[@]:1:$((NNODES - 1))}"; do
+  ip=$(_bc_node_ip "$node")
+  [ -n "$ip" ] || { echo "benchctl: no IP address for node $node" >&2; exit 1; }
+  VLLM_HOST_IP="$ip" srun -J "vllm-rank$rank" -N1 -n1 -w "$node" -c 128 --gres=gpu:4 apptainer exec --nv "${BINDS[@]}" "$SIF" python3 -m vllm.entrypoints.cli.main serve meta-llama/Llama-3.1-8B-Instruct --tensor-parallel-size 4 --pipeline-parallel-size 2 --nnodes "$NNODES" --node-rank "$rank" --master-addr "$HEAD_IP" --master-port "$MASTER_PORT" --headless &
+  _BC_NEEDED+=("$!:vLLM rank $rank on $node")
+  echo "BENCHCTL_RANK=$rank@$node"
+  rank=$((rank + 1))
+done
+# ---- service -----------------------------------------------------------------------------------
+# --host 0.0.0.0 under Slurm: reachable from the login node and other compute nodes; 127.0.0.1 when run locally.
+apptainer exec --nv "${BINDS[@]}" "$SIF" python3 -m vllm.entrypoints.openai.api_server --model meta-llama/Llama-3.1-8B-Instruct --host 0.0.0.0 --port "$PORT" --tensor-parallel-size 4 --pipeline-parallel-size 2 --nnodes "$NNODES" --node-rank 0 --master-addr "$HEAD_IP" --master-port "$MASTER_PORT" &
+SVC_PID=$!
+echo "BENCHCTL_PID=$SVC_PID"
+# ---- exporters (node, dcgm) on every node of the job, registered with the monitor ----------
+SIF_EXPORTER_NODE=/project/scratch/p200981/u/benchctl/sif/node-exporter_v1.12.0.sif
+if [ ! -f "$SIF_EXPORTER_NODE" ]; then
+  mkdir -p "$(dirname "$SIF_EXPORTER_NODE")"
+  # Pull to a job-private name and rename: two jobs pulling at once must not see a half-written image.
+  apptainer pull --disable-cache "$SIF_EXPORTER_NODE.$SLURM_JOB_ID.tmp" docker://prom/node-exporter:v1.12.0 && mv -f "$SIF_EXPORTER_NODE.$SLURM_JOB_ID.tmp" "$SIF_EXPORTER_NODE" \
+    || { rm -f "$SIF_EXPORTER_NODE.$SLURM_JOB_ID.tmp"; echo "benchctl: cannot pull "docker://prom/node-exporter:v1.12.0 >&2; exit 1; }
+fi
+echo "BENCHCTL_IMAGE=$SIF_EXPORTER_NODE"
+SIF_EXPORTER_DCGM=/project/scratch/p200981/u/benchctl/sif/dcgm-exporter_4.6.1-4.8.4-distroless.sif
+if [ ! -f "$SIF_EXPORTER_DCGM" ]; then
+  mkdir -p "$(dirname "$SIF_EXPORTER_DCGM")"
+  # Pull to a job-private name and rename: two jobs pulling at once must not see a half-written image.
+  apptainer pull --disable-cache "$SIF_EXPORTER_DCGM.$SLURM_JOB_ID.tmp" docker://nvcr.io/nvidia/k8s/dcgm-exporter:4.6.1-4.8.4-distroless && mv -f "$SIF_EXPORTER_DCGM.$SLURM_JOB_ID.tmp" "$SIF_EXPORTER_DCGM" \
+    || { rm -f "$SIF_EXPORTER_DCGM.$SLURM_JOB_ID.tmp"; echo "benchctl: cannot pull "docker://nvcr.io/nvidia/k8s/dcgm-exporter:4.6.1-4.8.4-distroless >&2; exit 1; }
+fi
+echo "BENCHCTL_IMAGE=$SIF_EXPORTER_DCGM"
+export _BC_EXPORTER_DIR=/home/u/benchctl/jobs/monitor-X/targets/exporters _BC_WEB_CONFIG=/home/u/benchctl/jobs/monitor-X/web.yml
+export _BC_LABELS='[{"targets": ["@ADDR@"], "labels": {"service": "vllm", "job_id": "@JOB@", "node": "@NODE@", "user": "u", "exporter": "@KIND@"}}]' _BC_JOB="${SLURM_JOB_ID:-$$}"
+export SIF_EXPORTER_NODE SIF_EXPORTER_DCGM
+mkdir -p "$_BC_EXPORTER_DIR"
+# KIND: start one exporter on this node, wait until it answers (bounded), then register it; runs in the batch
+# script for the first node and, copied with `declare -f`, in a step on every other node.
+_bc_exporter() {
+  local kind=$1 port cmd node pid
+  node=${SLURMD_NODENAME:-$(hostname -s)}
+  for _ in $(seq 1 100); do
+    port=$(( 20000 + RANDOM % 30000 ))
+    (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null || break
+  done
+  case "$kind" in
+    node) cmd=(apptainer exec "$SIF_EXPORTER_NODE" /bin/node_exporter --web.listen-address="0.0.0.0:$port" --web.config.file="$_BC_WEB_CONFIG") ;;
+    dcgm) cmd=(apptainer exec --nv "$SIF_EXPORTER_DCGM" dcgm-exporter --address "0.0.0.0:$port" --web-config-file "$_BC_WEB_CONFIG") ;;
+  esac
+  if ! command -v "${cmd[0]}" >/dev/null 2>&1; then
+    echo "benchctl: no $kind exporter on $node (${cmd[0]}): not started" >&2
+    return 0
+  fi
+  "${cmd[@]}" >/dev/null 2>&1 &
+  pid=$!
+  for _ in $(seq 1 30); do
+    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+      local file="$_BC_EXPORTER_DIR/$_BC_JOB-$kind-$node.json"
+      local ip=
+      [ -n "$ip" ] || ip=$(hostname --ip-address 2>/dev/null | awk '{print $1}')
+      printf '%s\n' "$_BC_LABELS" | sed -e "s/@ADDR@/$ip:$port/" -e "s/@JOB@/$_BC_JOB/" -e "s/@NODE@/$node/" \
+        -e "s/@KIND@/$kind/" > "$file.tmp" && mv -f "$file.tmp" "$file"
+      echo "BENCHCTL_EXPORTER=$kind@$node:$port"
+      return 0
+    fi
+    kill -0 "$pid" 2>/dev/null || { echo "benchctl: the $kind exporter on $node ended at start" >&2; return 0; }
+    sleep 1
+  done
+}
+_bc_exporter node
+_bc_exporter dcgm
+for node in $(scontrol show hostnames "$SLURM_JOB_NODELIST" | tail -n +2); do
+  srun --overlap -N1 -n1 -w "$node" bash -c "$(declare -f _bc_exporter); _bc_exporter node; _bc_exporter dcgm; wait" &
+done
+
+# ---- monitoring: a Prometheus target file in the monitor job's folder while the service is ready ---------
+# Prometheus (file_sd) finds it within its refresh interval; removed when this script ends (stop, time
+# limit, crash), so the monitor stops scraping a service that is gone. Written whole, then renamed.
+_BC_TARGET=/home/u/benchctl/jobs/monitor-X/targets/vllm-${SLURM_JOB_ID:-$$}.json
+_bc_register() {
+  printf '%s\n' '[{"targets": ["@ADDR@"], "labels": {"service": "vllm", "job_id": "@JOB@", "node": "@NODE@", "user": "u", "__metrics_path__": "/metrics", "model": "meta-llama/Llama-3.1-8B-Instruct"}}]' | sed -e "s/@ADDR@/$BENCHCTL_IP:$PORT/" \
+    -e "s/@JOB@/${SLURM_JOB_ID:-}/" -e "s/@NODE@/${SLURMD_NODENAME:-$(hostname -s)}/" > "$_BC_TARGET.tmp" \
+    && mv -f "$_BC_TARGET.tmp" "$_BC_TARGET" && echo "BENCHCTL_REGISTERED=$_BC_TARGET"
+}
+trap 'rm -f "$_BC_TARGET" "$_BC_TARGET.tmp" "$_BC_EXPORTER_DIR/$_BC_JOB"-*.json' EXIT
+# The service needs the steps in _BC_NEEDED ("pid:what", the other nodes): when one ends, stop the service,
+# so the job fails naming it instead of the server waiting for a peer that is gone.
+(
+  while kill -0 "$SVC_PID" 2>/dev/null; do
+    for item in "${_BC_NEEDED[@]}"; do
+      kill -0 "${item%%:*}" 2>/dev/null && continue
+      echo "benchctl: ${item#*:} ended while the service needed it; stopping the service" >&2
+      kill -TERM "$SVC_PID" 2>/dev/null
+      # A server still starting up may wait for its peer instead of stopping: then it is killed.
+      for _ in $(seq 1 30); do kill -0 "$SVC_PID" 2>/dev/null || exit 0; sleep 1; done
+      kill -KILL "$SVC_PID" 2>/dev/null
+      exit 0
+    done
+    sleep 2
+  done
+) &
+# ---- readiness: poll the service's own health endpoint, then print the READY marker -------------
+_bc_http_ok() {
+  if command -v curl >/dev/null 2>&1; then
+    curl -fsS -o /dev/null --max-time 2 "http://127.0.0.1:$PORT$1" 2>/dev/null
+  else
+    exec 3<>"/dev/tcp/127.0.0.1/$PORT" 2>/dev/null || return 1
+    printf 'GET %s HTTP/1.0\r\nHost: localhost\r\n\r\n' "$1" >&3
+    head -n 1 <&3 | grep -q ' 200 '
+  fi
+}
+# The answer must come from THIS job's service: another job (or user) on the node may hold the port, and
+# its server would answer the health check. Ready = a process of this job's service tree listens on $PORT.
+_bc_owns_port() {
+  local out p
+  out=$(ss -H -ltnp "sport = :$PORT" 2>/dev/null) || return 0  # no usable ss here: cannot tell, trust
+  for p in $(printf '%s\n' "$out" | grep -o 'pid=[0-9]*' | cut -d= -f2); do
+    while [ -n "$p" ] && [ "$p" -gt 1 ]; do
+      [ "$p" = "$SVC_PID" ] && return 0
+      p=$(sed 's/.*) //' "/proc/$p/stat" 2>/dev/null | cut -d' ' -f2)
+    done
+  done
+  return 1
+}
+(
+  warned=
+  for _ in $(seq 1 1800); do
+    kill -0 "$SVC_PID" 2>/dev/null || exit 0
+    if _bc_http_ok /health; then
+      if _bc_owns_port; then
+        echo "BENCHCTL_READY=$(date -u +%Y-%m-%dT%H:%M:%SZ)"
+        _bc_register
+        exit 0
+      fi
+      [ -n "$warned" ] || echo "benchctl: port $PORT answers, but not from this job's service: another process holds it" >&2
+      warned=1
+    fi
+    sleep 1
+  done
+  echo "benchctl: service not ready after 1800 s" >&2
+) &
+wait "$SVC_PID"
+rc=$?
+# A service stopped because a needed step ended has failed, whatever its own exit status.
+for item in "${_BC_NEEDED[@]}"; do kill -0 "${item%%:*}" 2>/dev/null || { [ "$rc" -ne 0 ] || rc=1; }; done
+echo "BENCHCTL_EXITED=$rc"
+exit "$rc"
