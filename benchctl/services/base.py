@@ -8,7 +8,6 @@ values it needs. Every read or write of a job's files goes through the executor'
 
 from __future__ import annotations
 
-import getpass
 import json
 import logging
 import secrets
@@ -26,9 +25,9 @@ from benchctl.executors.base import Executor, ExecutorError, UnknownJob
 from benchctl.executors.files import JobFiles, tail_lines
 from benchctl.jobs import Job, JobTable, TableReadOnly
 from benchctl.options import Option
-from benchctl.services.exporters import exporter_values
 from benchctl.services.options import COMMON_OPTIONS, NO_AUTH
 from benchctl.services.site import Site
+from benchctl.services.targets import exporter_values, monitor_targets, target_json
 from benchctl.slurm import logparse
 from benchctl.slurm.states import JobState
 from benchctl.tracking import read_log_info, refresh_jobs
@@ -160,28 +159,12 @@ class SlurmServer(ABC):
             values["cpus"] = max(1, int(values["cpus"]) // 2)  # the node's cores, without their second threads
         self.ctx.site.apply(values)  # the account to charge, a scratch that exists, a time the QOS allows
         if "monitor_targets" not in values:
-            values["monitor_targets"] = self.monitor_targets()
+            values["monitor_targets"] = monitor_targets(self)
         return values
 
     def scrapable(self, values: Mapping[str, Any]) -> bool:
         """Whether a monitor's Prometheus can read this job's metrics (no key of the job's own in the way)."""
         return bool(self.metrics_path)
-
-    def monitor_targets(self) -> str:
-        """The targets folder of the newest active monitor job of this executor ("" when none runs): a job
-        started meanwhile registers there, so Prometheus scrapes it."""
-        monitors = [j for j in self.ctx.jobs.all() if j.service == "monitor" and not j.state.is_final
-                    and j.executor == self.ctx.executor.name and j.run_dir]
-        newest = max(monitors, key=lambda j: j.submitted_at, default=None)
-        return str(Path(newest.run_dir) / "targets") if newest else ""
-
-    def target_json(self, values: Mapping[str, Any]) -> str:
-        """The job's Prometheus file_sd entry; @ADDR@, @JOB@ and @NODE@ are filled in by the job."""
-        labels = {"service": self.name, "job_id": "@JOB@", "node": "@NODE@", "user": getpass.getuser(),
-                  "__metrics_path__": self.metrics_path}
-        if values.get("model"):
-            labels["model"] = str(values["model"])
-        return json.dumps([{"targets": ["@ADDR@"], "labels": labels}])
 
     def job_values(self, values: Mapping[str, Any], run_dir: Path) -> dict[str, Any]:
         s = self.ctx.settings
@@ -205,7 +188,7 @@ class SlurmServer(ABC):
             "health_path": getattr(self, "health_path", "/"),
             "monitor_targets": str(values.get("monitor_targets") or "") if self.scrapable(values) else "",
             "metrics_path": self.metrics_path,
-            "target_json": self.target_json(values) if self.metrics_path else "",
+            "target_json": target_json(self, values) if self.metrics_path else "",
             **exporter_values(self, values),
             "auth": self.auth_on(values),  # the job finds its key in $BENCHCTL_API_KEY (never in the script)
             # Under Slurm the login node and other nodes must reach the server; run here by the local executor,

@@ -21,7 +21,7 @@ from benchctl.jobs import Job
 from benchctl.monitor.prom import Series
 from benchctl.options import Option
 from benchctl.services.base import ServiceError, SlurmServer
-from benchctl.services.exporters import EXPORTERS
+from benchctl.services.targets import EXPORTERS
 from benchctl.slurm.states import JobState
 
 if TYPE_CHECKING:

@@ -34,6 +34,25 @@ EXPORTERS = Option("--exporters", "sidecars on the job's nodes, scraped by the r
                    "(node-exporter; NVIDIA DCGM on GPU nodes)", exporter_list, metavar="LIST")
 
 
+def monitor_targets(service: SlurmServer) -> str:
+    """The targets folder of the newest active monitor job of this executor ("" when none runs): a job
+    started meanwhile registers there, so Prometheus scrapes it."""
+    ctx = service.ctx
+    monitors = [j for j in ctx.jobs.all() if j.service == "monitor" and not j.state.is_final
+                and j.executor == ctx.executor.name and j.run_dir]
+    newest = max(monitors, key=lambda j: j.submitted_at, default=None)
+    return str(Path(newest.run_dir) / "targets") if newest else ""
+
+
+def target_json(service: SlurmServer, values: Mapping[str, Any]) -> str:
+    """The job's own Prometheus file_sd entry; @ADDR@, @JOB@ and @NODE@ are filled in by the job."""
+    labels = {"service": service.name, "job_id": "@JOB@", "node": "@NODE@", "user": getpass.getuser(),
+              "__metrics_path__": service.metrics_path}
+    if values.get("model"):
+        labels["model"] = str(values["model"])
+    return json.dumps([{"targets": ["@ADDR@"], "labels": labels}])
+
+
 def exporter_values(service: SlurmServer, values: Mapping[str, Any]) -> dict[str, Any]:
     """The template's ``job.exporters`` and what the exporters need (the monitor's folder and web.yml, their
     images, their target labels with @ADDR@/@JOB@/@NODE@/@KIND@ filled in by the job)."""
@@ -62,4 +81,4 @@ def exporter_values(service: SlurmServer, values: Mapping[str, Any]) -> dict[str
             "exporter_labels": json.dumps([{"targets": ["@ADDR@"], "labels": labels}])}
 
 
-__all__ = ["EXPORTERS", "KINDS", "exporter_list", "exporter_values"]
+__all__ = ["EXPORTERS", "KINDS", "exporter_list", "exporter_values", "monitor_targets", "target_json"]
