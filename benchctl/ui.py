@@ -13,7 +13,7 @@ import contextlib
 import os
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -128,6 +128,29 @@ class Ui:
             return
         with self.console.status(message) as status:
             yield status
+
+
+    @contextlib.contextmanager
+    def live(self) -> Iterator[Callable[[RenderableType], None]]:
+        """Redraw one renderable in place on the terminal (``metrics --watch``) instead of printing it again and
+        again; the transcript keeps the last one. Off a terminal every version is printed."""
+        if not self.console.is_terminal:
+            yield self.renderable
+            return
+        last: list[RenderableType] = []
+        from rich.live import Live
+
+        with Live(console=self.console, auto_refresh=False, transient=False) as live:
+
+            def show(obj: RenderableType) -> None:
+                last[:] = [obj]
+                with self._lock:
+                    live.update(obj, refresh=True)
+
+            yield show
+        if last:
+            with self._lock:
+                self.transcript.console.print(last[0])
 
 
 class _NoStatus:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING
 
+from rich.console import Group
 from rich.text import Text
 
 from benchctl.commands import Command, CommandError, ParsedArgs, Registry
@@ -31,7 +32,8 @@ def _fmt(value: float) -> str:
     return f"{value:.3g}" if abs(value) < 10 else f"{value:.1f}"
 
 
-def _table(app: App, job: Job, data: dict[str, list[tuple[float, float]]], source: str) -> None:
+def _view(job: Job, data: dict[str, list[tuple[float, float]]], source: str) -> Group:
+    """A title line and the table of series: now, mean, max and a sparkline."""
     from benchctl.monitor.prom import sparkline
     from benchctl.tables import Col, FitTable
 
@@ -44,9 +46,8 @@ def _table(app: App, job: Job, data: dict[str, list[tuple[float, float]]], sourc
             table.add_row(label, "-", "-", "-", "")
             continue
         table.add_row(label, _fmt(values[-1]), _fmt(sum(values) / len(values)), _fmt(max(values)), sparkline(values))
-    app.ui.print(Text(f"{job.label} metrics ({'from the monitor' if source == 'prometheus' else 'its /metrics'})"),
-                 markup=False)
-    app.ui.renderable(table)
+    where = "from the monitor" if source == "prometheus" else "its /metrics"
+    return Group(Text(f"{job.label} metrics ({where}, {time.strftime('%H:%M:%S')})"), table)
 
 
 def cmd_metrics(app: App, args: ParsedArgs) -> None:
@@ -68,26 +69,36 @@ def cmd_metrics(app: App, args: ParsedArgs) -> None:
     prom = monitor.endpoint(mon_job) if isinstance(monitor, Monitor) and mon_job is not None else None
     interval = float(args.get("interval") or 2.0)
     samples: list[tuple[float, dict[str, float]]] = []
+
+    def current() -> Group | None:
+        nonlocal prom
+        if prom is not None and isinstance(monitor, Monitor) and mon_job is not None:
+            try:
+                return _view(job, history(prom.url, monitor.credentials(mon_job), service.key_series,
+                                          f'job_id="{job.id}"', HISTORY_MINUTES), "prometheus")
+            except PromError as exc:
+                app.ui.warn(f"{exc}; reading the service's /metrics instead")
+                prom = None
+        samples.append((time.time(), sample(_scrape(service, job), service.key_series)))
+        if len(samples) == 1:  # a counter's rate needs two scrapes
+            return None
+        return _view(job, rates(samples[-200:], service.key_series), "direct")
+
+    if not args.get("watch"):
+        view = current()
+        if view is None:  # direct: the second scrape a second later
+            time.sleep(1.0)
+            view = current()
+        if view is not None:
+            app.ui.renderable(view)
+        return
     try:
-        while True:
-            if prom is not None and isinstance(monitor, Monitor) and mon_job is not None:
-                try:
-                    data = history(prom.url, monitor.credentials(mon_job), service.key_series,
-                                   f'job_id="{job.id}"', HISTORY_MINUTES)
-                    _table(app, job, data, "prometheus")
-                except PromError as exc:
-                    app.ui.warn(f"{exc}; reading the service's /metrics instead")
-                    prom = None
-                    continue
-            else:
-                samples.append((time.time(), sample(_scrape(service, job), service.key_series)))
-                if len(samples) == 1:  # a counter's rate needs two scrapes
-                    time.sleep(1.0)
-                    continue
-                _table(app, job, rates(samples[-200:], service.key_series), "direct")
-            if not args.get("watch"):
-                return
-            time.sleep(interval)
+        with app.ui.live() as show:
+            while True:
+                view = current()
+                if view is not None:
+                    show(view)
+                time.sleep(interval if view is not None else 1.0)
     except KeyboardInterrupt:
         app.ui.info("watch ended")
 

@@ -48,10 +48,12 @@ trap '_bc_stop TERM 60' TERM
 trap '_bc_stop USR1 300' USR1
 
 # ---- port ------------------------------------------------------------------------------------
-# Several services may share a node: take a random port nobody listens on (bash's /dev/tcp probes it).
+# Several services may share a node: take a random port nobody listens on (bash's /dev/tcp probes it), below
+# the kernel's ephemeral range: an outgoing connection's local port there would make the bind fail later.
 PORT=
+_bc_eph=$(cut -f1 /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
 for _ in $(seq 1 100); do
-  candidate=$(( 20000 + RANDOM % 30000 ))
+  candidate=$(( 20000 + RANDOM % (_bc_eph > 21000 ? _bc_eph - 20000 : 30000) ))
   if ! (exec 3<>"/dev/tcp/127.0.0.1/$candidate") 2>/dev/null; then PORT=$candidate; break; fi
 done
 [ -n "$PORT" ] || { echo "benchctl: no free port found on $(hostname)" >&2; exit 1; }

@@ -62,10 +62,12 @@ export VLLM_API_KEY="$BENCHCTL_API_KEY"
 echo "BENCHCTL_MODEL="meta-llama/Llama-3.1-8B-Instruct
 
 # ---- port ------------------------------------------------------------------------------------
-# Several services may share a node: take a random port nobody listens on (bash's /dev/tcp probes it).
+# Several services may share a node: take a random port nobody listens on (bash's /dev/tcp probes it), below
+# the kernel's ephemeral range: an outgoing connection's local port there would make the bind fail later.
 PORT=
+_bc_eph=$(cut -f1 /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
 for _ in $(seq 1 100); do
-  candidate=$(( 20000 + RANDOM % 30000 ))
+  candidate=$(( 20000 + RANDOM % (_bc_eph > 21000 ? _bc_eph - 20000 : 30000) ))
   if ! (exec 3<>"/dev/tcp/127.0.0.1/$candidate") 2>/dev/null; then PORT=$candidate; break; fi
 done
 [ -n "$PORT" ] || { echo "benchctl: no free port found on $(hostname)" >&2; exit 1; }
@@ -140,10 +142,12 @@ export NCCL_DEBUG=INFO NCCL_DEBUG_SUBSYS=INIT,NET
 # ---- vLLM's own multi-node mode: one vLLM per node, rank 0 here serves the API, the others headless -------
 # The other ranks run `vllm serve --headless` (the CLI's entry point): only it honours --headless; the
 # api_server module would start a second engine that fails as a follower node.
-# Several services may share a node: take a random port nobody listens on (bash's /dev/tcp probes it).
+# Several services may share a node: take a random port nobody listens on (bash's /dev/tcp probes it), below
+# the kernel's ephemeral range: an outgoing connection's local port there would make the bind fail later.
 MASTER_PORT=
+_bc_eph=$(cut -f1 /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
 for _ in $(seq 1 100); do
-  candidate=$(( 20000 + RANDOM % 30000 ))
+  candidate=$(( 20000 + RANDOM % (_bc_eph > 21000 ? _bc_eph - 20000 : 30000) ))
   [ "$candidate" = "$PORT" ] && continue
   if ! (exec 3<>"/dev/tcp/127.0.0.1/$candidate") 2>/dev/null; then MASTER_PORT=$candidate; break; fi
 done
