@@ -9,15 +9,18 @@ import json
 import shutil
 import stat
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from benchctl.app import App
 from benchctl.bench.results import PointResult, RunResult
+from benchctl.config import load_settings
 from benchctl.monitor.push import exposition, group_path, point_label
 from benchctl.monitor.pushed import NAMES, PUSHED
 from benchctl.services.monitor import Monitor, duration, prometheus_config
+from tests.conftest import string_ui
 from tests.fakes import FakeSlurm
 from tests.test_commands import fails_with, output
 
@@ -152,3 +155,29 @@ def test_exporters_need_a_monitor_and_known_kinds(app: App, fake_slurm: FakeSlur
     assert app.run_line("start vllm --model m --exporters node,dcgm")  # GPU nodes: both
     script = fake_slurm.jobs[app.jobs.latest_for("vllm").id].script  # type: ignore[union-attr]
     assert "_bc_exporter node\n_bc_exporter dcgm\n" in script and "apptainer exec --nv \"$SIF_EXPORTER_DCGM\"" in script
+
+
+@pytest.fixture
+def local_app() -> Iterator[App]:
+    ui, buf = string_ui()
+    app = App(settings=load_settings(executor="local", profile="local"), ui=ui)
+    app.out = buf  # type: ignore[attr-defined]
+    yield app
+    for job in app.jobs.active():
+        app.service(job.service).stop(job, grace=3, poll=0.2)
+
+
+def test_metrics_without_a_monitor_samples_the_service(local_app: App) -> None:
+    """A real llm-sim (local executor): `metrics` reads its /metrics twice and shows the key series; a
+    service without a metrics endpoint, an unknown target and a typo are one line each."""
+    assert local_app.run_line("start llm-sim --ttft-ms 1 --itl-ms 1 --output-tokens 4")
+    assert local_app.run_line("check llm-sim --wait --timeout 30"), output(local_app)
+    assert local_app.run_line("bench llm-sim --requests 8 --concurrency 2 --output-tokens 4")
+    assert local_app.run_line("metrics llm-sim"), output(local_app)
+    text = output(local_app).split("metrics (its /metrics", 1)[1]
+    rows = {line.split("│")[0].strip(): [c.strip() for c in line.split("│")[1:]] for line in text.splitlines()
+            if "│" in line}
+    assert rows["running"][0] == "0" and rows["waiting"][0] == "0"
+    assert rows["KV cache"][0] == "-"  # llm-sim does not expose it: said, not invented
+    assert "no monitor job tracked" in fails_with(local_app, "metrics monitor")
+    assert "neither a tracked job id nor a service" in fails_with(local_app, "metrics lm-sim")
