@@ -13,6 +13,7 @@ benchctl's own clients; the batch script, the logs and the transcript never hold
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import re
 import secrets
@@ -22,7 +23,7 @@ from typing import Any, ClassVar
 
 from benchctl.executors.base import ExecutorError
 from benchctl.jobs import Job
-from benchctl.monitor.push import Gateway
+from benchctl.monitor.push import Gateway, PushError, forget_run
 from benchctl.options import Option, OptionError
 from benchctl.services.base import CREDENTIALS, KEY_VARIABLE, sif_path
 from benchctl.services.options import COMMON_OPTIONS
@@ -175,6 +176,15 @@ class Monitor(Server):
         """The job's Pushgateway with the headers that admit benchctl."""
         ep = self.pushgateway(job)
         return Gateway(ep.url, self.credentials(job)) if ep else None
+
+    def stop(self, job: Job, grace: float, *, poll: float = 0.5) -> Job:
+        """Delete benchctl's groups from the Pushgateway first (its persistence file outlives the job), then
+        stop as every service does."""
+        gateway = self.gateway(job) if job.state.name == "RUNNING" else None
+        if gateway is not None:
+            with contextlib.suppress(PushError):  # a Pushgateway that does not answer is stopped all the same
+                forget_run(gateway)
+        return super().stop(job, grace, poll=poll)
 
     def details(self, job: Job) -> list[tuple[str, str]]:
         ep = self.endpoint(job)

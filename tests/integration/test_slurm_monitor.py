@@ -90,6 +90,13 @@ def test_targets_register_scrape_push_and_leave(slurm_config: Path, isolated_env
         ttft = query(prom, auth, f'benchctl_bench_ttft_p50_seconds{{run_id="{run_id}"}}')
         points = {r["metric"]["point"] for r in ttft}  # type: ignore[index]
         assert points == {"c=1", "c=4"}
+        # forgetting the run deletes exactly its groups from the Pushgateway (what stopping the monitor does)
+        from benchctl.monitor.push import Gateway, forget_run, groups
+
+        gateway = Gateway(push, auth)
+        assert sum(g.get("run_id") == run_id for g in groups(gateway)) == 2
+        assert forget_run(gateway, run_id) == 2
+        assert not any(g.get("run_id") == run_id for g in groups(gateway))
         # the server's own series, scraped while it served
         assert query(prom, auth, f'vllm:num_requests_running{{job_id="{job_id}"}}')
 
