@@ -141,6 +141,12 @@ def describe(app: App, job: Job, *, cached: bool = False) -> None:
     rows = list(service.details(job))
     if isinstance(service, Server) and not job.state.is_final:
         rows.append(("auth", service.auth_line(job)))
+    if isinstance(service, Server) and job.out_path and job.state is not JobState.PENDING:
+        from benchctl.coldstart import cold_start
+
+        started = cold_start(job.submitted_at, service.log_info(job).markers)
+        if started is not None and started.line():
+            rows.append(("cold start", started.line()))
     if job.port and node and not job.state.is_final:
         tunnel = service.tunnel(job, job.port) if isinstance(service, Server) else ""
         if tunnel:

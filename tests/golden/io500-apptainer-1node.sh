@@ -21,6 +21,7 @@ else
   echo "benchctl: no 'module' command on $(hostname); skipping module loads" >&2
 fi
 export NO_COLOR=1
+echo "BENCHCTL_T_STARTED=$(date +%s.%N)"  # the cold-start figures `check` shows: queued, image, start to ready
 echo "BENCHCTL_JOBID=${SLURM_JOB_ID:-}"
 echo "BENCHCTL_SERVICE=io500"
 echo "BENCHCTL_HOST=$(hostname)"
@@ -81,8 +82,10 @@ if [ ! -f "$SIF" ]; then
   # Pull to a job-private name and rename: two jobs pulling at once must not see a half-written image.
   apptainer pull --disable-cache "$SIF.$SLURM_JOB_ID.tmp" docker://registry.example.org/benchctl/io500:test && mv -f "$SIF.$SLURM_JOB_ID.tmp" "$SIF" \
     || { rm -f "$SIF.$SLURM_JOB_ID.tmp"; echo "benchctl: cannot pull "docker://registry.example.org/benchctl/io500:test >&2; exit 1; }
+  echo "BENCHCTL_PULLED=SIF"
 fi
 echo "BENCHCTL_IMAGE=$SIF"
+echo "BENCHCTL_T_IMAGE=$(date +%s.%N)"
 # Bind the service's directories and the site's file systems (those that exist on this node).
 BINDS=()
 for dir in /project/scratch/p200981/u/benchctl/io500/io500-X /home/u/benchctl/jobs/io500-X/results /home/u/benchctl/jobs/io500-X /project /mnt/tier1 /mnt/tier2; do

@@ -15,6 +15,7 @@
 # Login shells (bash -l) reset PATH; put the host programs benchctl was installed with back in front.
 export PATH=/opt/benchctl/bin:"$PATH"
 export NO_COLOR=1
+echo "BENCHCTL_T_STARTED=$(date +%s.%N)"  # the cold-start figures `check` shows: queued, image, start to ready
 echo "BENCHCTL_JOBID=${SLURM_JOB_ID:-}"
 echo "BENCHCTL_SERVICE=io500"
 echo "BENCHCTL_HOST=$(hostname)"

@@ -22,6 +22,7 @@ else
   echo "benchctl: no 'module' command on $(hostname); skipping module loads" >&2
 fi
 export NO_COLOR=1
+echo "BENCHCTL_T_STARTED=$(date +%s.%N)"  # the cold-start figures `check` shows: queued, image, start to ready
 echo "BENCHCTL_JOBID=${SLURM_JOB_ID:-}"
 echo "BENCHCTL_SERVICE=llm-sim"
 echo "BENCHCTL_HOST=$(hostname)"
@@ -110,6 +111,7 @@ _bc_owns_port() {
     if _bc_http_ok /health; then
       if _bc_owns_port; then
         echo "BENCHCTL_READY=$(date -u +%Y-%m-%dT%H:%M:%SZ)"
+        echo "BENCHCTL_T_READY=$(date +%s.%N)"
         exit 0
       fi
       [ -n "$warned" ] || echo "benchctl: port $PORT answers, but not from this job's service: another process holds it" >&2

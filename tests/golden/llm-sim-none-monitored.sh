@@ -14,6 +14,7 @@
 # Login shells (bash -l) reset PATH; put the host programs benchctl was installed with back in front.
 export PATH=/opt/benchctl/bin:"$PATH"
 export NO_COLOR=1
+echo "BENCHCTL_T_STARTED=$(date +%s.%N)"  # the cold-start figures `check` shows: queued, image, start to ready
 echo "BENCHCTL_JOBID=${SLURM_JOB_ID:-}"
 echo "BENCHCTL_SERVICE=llm-sim"
 echo "BENCHCTL_HOST=$(hostname)"
@@ -151,6 +152,7 @@ _bc_owns_port() {
     if _bc_http_ok /health; then
       if _bc_owns_port; then
         echo "BENCHCTL_READY=$(date -u +%Y-%m-%dT%H:%M:%SZ)"
+        echo "BENCHCTL_T_READY=$(date +%s.%N)"
         _bc_register
         exit 0
       fi

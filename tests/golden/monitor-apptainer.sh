@@ -24,6 +24,7 @@ else
   echo "benchctl: no 'module' command on $(hostname); skipping module loads" >&2
 fi
 export NO_COLOR=1
+echo "BENCHCTL_T_STARTED=$(date +%s.%N)"  # the cold-start figures `check` shows: queued, image, start to ready
 echo "BENCHCTL_JOBID=${SLURM_JOB_ID:-}"
 echo "BENCHCTL_SERVICE=monitor"
 echo "BENCHCTL_HOST=$(hostname)"
@@ -104,6 +105,7 @@ if [ ! -f "$SIF_PROMETHEUS" ]; then
   # Pull to a job-private name and rename: two jobs pulling at once must not see a half-written image.
   apptainer pull --disable-cache "$SIF_PROMETHEUS.$SLURM_JOB_ID.tmp" docker://prom/prometheus:v3.14.0 && mv -f "$SIF_PROMETHEUS.$SLURM_JOB_ID.tmp" "$SIF_PROMETHEUS" \
     || { rm -f "$SIF_PROMETHEUS.$SLURM_JOB_ID.tmp"; echo "benchctl: cannot pull "docker://prom/prometheus:v3.14.0 >&2; exit 1; }
+  echo "BENCHCTL_PULLED=SIF_PROMETHEUS"
 fi
 echo "BENCHCTL_IMAGE=$SIF_PROMETHEUS"
 SIF_PUSHGATEWAY=/project/scratch/p200981/u/benchctl/sif/pushgateway_v1.11.3.sif
@@ -112,6 +114,7 @@ if [ ! -f "$SIF_PUSHGATEWAY" ]; then
   # Pull to a job-private name and rename: two jobs pulling at once must not see a half-written image.
   apptainer pull --disable-cache "$SIF_PUSHGATEWAY.$SLURM_JOB_ID.tmp" docker://prom/pushgateway:v1.11.3 && mv -f "$SIF_PUSHGATEWAY.$SLURM_JOB_ID.tmp" "$SIF_PUSHGATEWAY" \
     || { rm -f "$SIF_PUSHGATEWAY.$SLURM_JOB_ID.tmp"; echo "benchctl: cannot pull "docker://prom/pushgateway:v1.11.3 >&2; exit 1; }
+  echo "BENCHCTL_PULLED=SIF_PUSHGATEWAY"
 fi
 echo "BENCHCTL_IMAGE=$SIF_PUSHGATEWAY"
 SIF_GRAFANA=/project/scratch/p200981/u/benchctl/sif/grafana_13.0.2.sif
@@ -120,8 +123,10 @@ if [ ! -f "$SIF_GRAFANA" ]; then
   # Pull to a job-private name and rename: two jobs pulling at once must not see a half-written image.
   apptainer pull --disable-cache "$SIF_GRAFANA.$SLURM_JOB_ID.tmp" docker://grafana/grafana:13.0.2 && mv -f "$SIF_GRAFANA.$SLURM_JOB_ID.tmp" "$SIF_GRAFANA" \
     || { rm -f "$SIF_GRAFANA.$SLURM_JOB_ID.tmp"; echo "benchctl: cannot pull "docker://grafana/grafana:13.0.2 >&2; exit 1; }
+  echo "BENCHCTL_PULLED=SIF_GRAFANA"
 fi
 echo "BENCHCTL_IMAGE=$SIF_GRAFANA"
+echo "BENCHCTL_T_IMAGE=$(date +%s.%N)"
 # Bind the service's directories and the site's file systems (those that exist on this node).
 BINDS=()
 for dir in /project/scratch/p200981/u/benchctl/monitor/monitor-X /home/u/benchctl/jobs/monitor-X /project /mnt/tier1 /mnt/tier2; do
@@ -210,6 +215,7 @@ _bc_owns_port() {
     if _bc_http_ok /-/ready && _bc_also_ready; then
       if _bc_owns_port; then
         echo "BENCHCTL_READY=$(date -u +%Y-%m-%dT%H:%M:%SZ)"
+        echo "BENCHCTL_T_READY=$(date +%s.%N)"
         exit 0
       fi
       [ -n "$warned" ] || echo "benchctl: port $PORT answers, but not from this job's service: another process holds it" >&2

@@ -22,6 +22,7 @@ else
   echo "benchctl: no 'module' command on $(hostname); skipping module loads" >&2
 fi
 export NO_COLOR=1
+echo "BENCHCTL_T_STARTED=$(date +%s.%N)"  # the cold-start figures `check` shows: queued, image, start to ready
 echo "BENCHCTL_JOBID=${SLURM_JOB_ID:-}"
 echo "BENCHCTL_SERVICE=pull"
 echo "BENCHCTL_HOST=$(hostname)"

@@ -20,6 +20,7 @@ else
   echo "benchctl: no 'module' command on $(hostname); skipping module loads" >&2
 fi
 export NO_COLOR=1
+echo "BENCHCTL_T_STARTED=$(date +%s.%N)"  # the cold-start figures `check` shows: queued, image, start to ready
 echo "BENCHCTL_JOBID=${SLURM_JOB_ID:-}"
 echo "BENCHCTL_SERVICE=qdrant"
 echo "BENCHCTL_HOST=$(hostname)"
@@ -94,8 +95,10 @@ if [ ! -f "$SIF" ]; then
   # Pull to a job-private name and rename: two jobs pulling at once must not see a half-written image.
   apptainer pull --disable-cache "$SIF.$SLURM_JOB_ID.tmp" docker://qdrant/qdrant:v1.19.1 && mv -f "$SIF.$SLURM_JOB_ID.tmp" "$SIF" \
     || { rm -f "$SIF.$SLURM_JOB_ID.tmp"; echo "benchctl: cannot pull "docker://qdrant/qdrant:v1.19.1 >&2; exit 1; }
+  echo "BENCHCTL_PULLED=SIF"
 fi
 echo "BENCHCTL_IMAGE=$SIF"
+echo "BENCHCTL_T_IMAGE=$(date +%s.%N)"
 # Bind the service's directories and the site's file systems (those that exist on this node).
 BINDS=()
 for dir in /project/scratch/p200981/u/benchctl/qdrant/qdrant-X /project /mnt/tier1 /mnt/tier2; do
@@ -152,6 +155,7 @@ _bc_owns_port() {
     if _bc_http_ok /readyz; then
       if _bc_owns_port; then
         echo "BENCHCTL_READY=$(date -u +%Y-%m-%dT%H:%M:%SZ)"
+        echo "BENCHCTL_T_READY=$(date +%s.%N)"
         exit 0
       fi
       [ -n "$warned" ] || echo "benchctl: port $PORT answers, but not from this job's service: another process holds it" >&2

@@ -22,6 +22,7 @@ else
   echo "benchctl: no 'module' command on $(hostname); skipping module loads" >&2
 fi
 export NO_COLOR=1
+echo "BENCHCTL_T_STARTED=$(date +%s.%N)"  # the cold-start figures `check` shows: queued, image, start to ready
 echo "BENCHCTL_JOBID=${SLURM_JOB_ID:-}"
 echo "BENCHCTL_SERVICE=vllm"
 echo "BENCHCTL_HOST=$(hostname)"
@@ -102,8 +103,10 @@ if [ ! -f "$SIF" ]; then
   # Pull to a job-private name and rename: two jobs pulling at once must not see a half-written image.
   apptainer pull --disable-cache "$SIF.$SLURM_JOB_ID.tmp" docker://vllm/vllm-openai:v0.30.0 && mv -f "$SIF.$SLURM_JOB_ID.tmp" "$SIF" \
     || { rm -f "$SIF.$SLURM_JOB_ID.tmp"; echo "benchctl: cannot pull "docker://vllm/vllm-openai:v0.30.0 >&2; exit 1; }
+  echo "BENCHCTL_PULLED=SIF"
 fi
 echo "BENCHCTL_IMAGE=$SIF"
+echo "BENCHCTL_T_IMAGE=$(date +%s.%N)"
 # Bind the service's directories and the site's file systems (those that exist on this node).
 BINDS=()
 for dir in /project/scratch/p200981/u/benchctl/hf-cache /project /mnt/tier1 /mnt/tier2; do
@@ -175,6 +178,7 @@ if [ ! -f "$SIF_EXPORTER_NODE" ]; then
   # Pull to a job-private name and rename: two jobs pulling at once must not see a half-written image.
   apptainer pull --disable-cache "$SIF_EXPORTER_NODE.$SLURM_JOB_ID.tmp" docker://prom/node-exporter:v1.12.0 && mv -f "$SIF_EXPORTER_NODE.$SLURM_JOB_ID.tmp" "$SIF_EXPORTER_NODE" \
     || { rm -f "$SIF_EXPORTER_NODE.$SLURM_JOB_ID.tmp"; echo "benchctl: cannot pull "docker://prom/node-exporter:v1.12.0 >&2; exit 1; }
+  echo "BENCHCTL_PULLED=SIF_EXPORTER_NODE"
 fi
 echo "BENCHCTL_IMAGE=$SIF_EXPORTER_NODE"
 SIF_EXPORTER_DCGM=/project/scratch/p200981/u/benchctl/sif/dcgm-exporter_4.6.1-4.8.4-distroless.sif
@@ -183,6 +187,7 @@ if [ ! -f "$SIF_EXPORTER_DCGM" ]; then
   # Pull to a job-private name and rename: two jobs pulling at once must not see a half-written image.
   apptainer pull --disable-cache "$SIF_EXPORTER_DCGM.$SLURM_JOB_ID.tmp" docker://nvcr.io/nvidia/k8s/dcgm-exporter:4.6.1-4.8.4-distroless && mv -f "$SIF_EXPORTER_DCGM.$SLURM_JOB_ID.tmp" "$SIF_EXPORTER_DCGM" \
     || { rm -f "$SIF_EXPORTER_DCGM.$SLURM_JOB_ID.tmp"; echo "benchctl: cannot pull "docker://nvcr.io/nvidia/k8s/dcgm-exporter:4.6.1-4.8.4-distroless >&2; exit 1; }
+  echo "BENCHCTL_PULLED=SIF_EXPORTER_DCGM"
 fi
 echo "BENCHCTL_IMAGE=$SIF_EXPORTER_DCGM"
 export _BC_EXPORTER_DIR=/home/u/benchctl/jobs/monitor-X/targets/exporters _BC_WEB_CONFIG=/home/u/benchctl/jobs/monitor-X/web.yml
@@ -286,6 +291,7 @@ _bc_owns_port() {
     if _bc_http_ok /health; then
       if _bc_owns_port; then
         echo "BENCHCTL_READY=$(date -u +%Y-%m-%dT%H:%M:%SZ)"
+        echo "BENCHCTL_T_READY=$(date +%s.%N)"
         _bc_register
         exit 0
       fi

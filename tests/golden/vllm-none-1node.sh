@@ -16,6 +16,7 @@
 # Login shells (bash -l) reset PATH; put the host programs benchctl was installed with back in front.
 export PATH=/opt/benchctl/bin:"$PATH"
 export NO_COLOR=1
+echo "BENCHCTL_T_STARTED=$(date +%s.%N)"  # the cold-start figures `check` shows: queued, image, start to ready
 echo "BENCHCTL_JOBID=${SLURM_JOB_ID:-}"
 echo "BENCHCTL_SERVICE=vllm"
 echo "BENCHCTL_HOST=$(hostname)"
@@ -120,6 +121,7 @@ _bc_owns_port() {
     if _bc_http_ok /health; then
       if _bc_owns_port; then
         echo "BENCHCTL_READY=$(date -u +%Y-%m-%dT%H:%M:%SZ)"
+        echo "BENCHCTL_T_READY=$(date +%s.%N)"
         exit 0
       fi
       [ -n "$warned" ] || echo "benchctl: port $PORT answers, but not from this job's service: another process holds it" >&2
