@@ -18,7 +18,6 @@ from benchctl.options import Complete, Option, integer
 
 if TYPE_CHECKING:
     from benchctl.app import App
-    from benchctl.bench.results import RunResult
     from benchctl.jobs import Job
     from benchctl.services.base import SlurmServer
 
@@ -163,24 +162,6 @@ class UiProgress:
         self.app.ui.warn(text)
 
 
-def push_results(app: App, result: RunResult) -> None:
-    """Send the run's headline figures to the running monitor's Pushgateway (Grafana's "benchmark runs")."""
-    from benchctl.monitor.push import PushError, push_run
-    from benchctl.services.monitor import Monitor
-
-    monitor = app.service("monitor")
-    job = monitor.active() if isinstance(monitor, Monitor) else None
-    gateway = monitor.gateway(job) if job is not None and isinstance(monitor, Monitor) else None
-    if gateway is None or not result.points:
-        return
-    try:
-        count = push_run(gateway, result)
-    except PushError as exc:  # the run is saved; the monitor only misses it
-        app.ui.warn(f"not pushed to the monitor ({job.id if job else ''}): {exc}")
-        return
-    app.ui.info(f"pushed {count} point(s) to the monitor's Pushgateway (run_id {result.run_id})")
-
-
 def cmd_bench(app: App, args: ParsedArgs) -> None:
     """Benchmark a ready service with its client (LLM servers: streaming load with vLLM's metrics; vector
     databases: ingest, recall@k and a QPS sweep; IO500: submit, wait, scores), or any endpoint with `bench llm
@@ -227,7 +208,9 @@ def cmd_bench(app: App, args: ParsedArgs) -> None:
     if interrupted is not None:
         app.ui.warn("interrupted: what was measured until then is saved (the last point is marked interrupted)")
         raise interrupted
-    push_results(app, result)
+    from benchctl.commands.metrics import report_to_monitor
+
+    report_to_monitor(app, result, writer.dir)
     problems = kind.problems(result)
     if problems:
         raise CommandError(f"bench {target.name}: " + "; ".join(problems))

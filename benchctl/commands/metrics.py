@@ -6,7 +6,10 @@ service's own ``/metrics`` is sampled now, and ``--watch`` keeps sampling, so th
 
 from __future__ import annotations
 
+import json
 import time
+from datetime import datetime
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rich.console import Group
@@ -18,6 +21,7 @@ from benchctl.options import Complete, Option, number
 
 if TYPE_CHECKING:
     from benchctl.app import App
+    from benchctl.bench.results import RunResult
     from benchctl.jobs import Job
     from benchctl.services.server import Server
 
@@ -113,6 +117,53 @@ def _scrape(service: Server, job: Job) -> dict[str, float]:
     if not values:
         raise CommandError(f"metrics: {ep.url}{service.metrics_path} did not answer")
     return values
+
+
+def report_to_monitor(app: App, result: RunResult, run_dir: Path) -> None:
+    """After a bench, with a monitor running: push the run's headline figures to its Pushgateway (Grafana's
+    "benchmark runs") and keep the service's key series over the run window as Prometheus recorded them
+    (``prometheus_series.json`` in the run folder), to compare runs with what Grafana shows."""
+    from benchctl.executors.files import LocalFiles
+    from benchctl.monitor.prom import PromError, query_range
+    from benchctl.monitor.push import PushError, push_run
+    from benchctl.services.monitor import Monitor
+
+    monitor = app.service("monitor")
+    job = monitor.active() if isinstance(monitor, Monitor) else None
+    if job is None or not isinstance(monitor, Monitor) or not result.points:
+        return
+    gateway = monitor.gateway(job)
+    if gateway is not None:
+        try:
+            count = push_run(gateway, result)
+            app.ui.info(f"pushed {count} point(s) to the monitor's Pushgateway (run_id {result.run_id})")
+        except PushError as exc:  # the run is saved; the monitor only misses it
+            app.ui.warn(f"not pushed to the monitor ({job.id}): {exc}")
+    service = app.services.get(str(result.service.get("name") or ""))
+    key_series = tuple(getattr(service, "key_series", ()))
+    job_id = str(result.service.get("job_id") or "")
+    prom = monitor.endpoint(job)
+    if not key_series or not job_id or prom is None:
+        return
+    try:
+        start = datetime.fromisoformat(result.started_at).timestamp()
+        end = datetime.fromisoformat(result.ended_at).timestamp()
+    except ValueError:
+        return
+    step = max(1.0, (end - start) / 500)
+    try:
+        series = {s.label: {"promql": s.promql(f'job_id="{job_id}"'),
+                            "values": query_range(prom.url, monitor.credentials(job), s.promql(f'job_id="{job_id}"'),
+                                                  start, end, step)}
+                  for s in key_series}
+    except PromError as exc:
+        app.ui.warn(f"the monitor's series of this run are not kept: {exc}")
+        return
+    path = run_dir / "prometheus_series.json"
+    # results live where benchctl runs (the laptop with --remote), not on the job's side
+    LocalFiles().write_text(path, json.dumps({"prometheus": prom.url, "job_id": job_id, "start": start, "end": end,
+                                              "step": step, "series": series}, indent=1))
+    app.ui.info(f"the monitor's view of the run: {path}")
 
 
 def register(registry: Registry) -> None:

@@ -85,6 +85,10 @@ def test_targets_register_scrape_push_and_leave(slurm_config: Path, isolated_env
         bench = run("bench llm-sim --concurrency 1,4 --duration 3", timeout=180)
         assert "pushed 2 point(s) to the monitor's Pushgateway" in bench, bench
         run_id = bench.split("(run_id ", 1)[1].split(")")[0]
+        # Prometheus's own view of the run window, kept beside the run: llm-sim ran 4 requests at the peak
+        kept = json.loads(Path(bench.split("the monitor's view of the run: ", 1)[1].split()[0]).read_text())
+        assert max(v for _, v in kept["series"]["running"]["values"]) == 4, kept["series"]["running"]
+        assert kept["job_id"] == job_id and 'job_id="' + job_id + '"' in kept["series"]["running"]["promql"]
         until("the pushed figures in Prometheus",
               lambda: len(query(prom, auth, f'benchctl_bench_request_throughput{{run_id="{run_id}"}}')) == 2)
         ttft = query(prom, auth, f'benchctl_bench_ttft_p50_seconds{{run_id="{run_id}"}}')
@@ -115,7 +119,7 @@ def test_the_monitoring_session_in_one_line(slurm_config: Path, isolated_env: Pa
               "metrics llm-sim; stop llm-sim; stop monitor", timeout=400)
     assert "pushed 2 point(s) to the monitor's Pushgateway" in out, out
     # the sampled server view read back through the monitor's Prometheus: llm-sim ran 8 requests at the peak
-    table = out.split("metrics (from the monitor)", 1)[1]
+    table = out.split("metrics (from the monitor", 1)[1]
     running = next(line for line in table.splitlines() if line.strip().startswith("running"))
     assert running.split("│")[3].strip() == "8", table
     run_dir = Path(out.split("results: ", 1)[1].split()[0]).parent

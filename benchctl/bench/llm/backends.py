@@ -1,10 +1,10 @@
 """LLM wire protocols: one ``Backend`` record per API, in one registry (``BACKENDS``).
 
 A backend says where a streaming request goes, how its body is built (including how to force an exact
-output length), which stream parser reads the answer, whether it is a chat API, and whether the server may
-have vLLM's ``/tokenize`` to size prompts with. ``--backend`` choices, the load generator, the prompt sizer
-and the LLM servers' defaults all read this table; a new protocol is one ``Backend`` registered here (or by
-a plug-in through ``BACKENDS.register``).
+output length), which stream parser reads the answer, whether it is a chat API, whether the server may
+have vLLM's ``/tokenize`` to size prompts with, and which family of ``/metrics`` its servers expose.
+``--backend`` choices, the load generator, the prompt sizer and the LLM servers' defaults all read this
+table; a new protocol is one ``Backend`` registered here (or by a plug-in through ``BACKENDS.register``).
 """
 
 from __future__ import annotations
@@ -37,6 +37,9 @@ class Backend:
     body: Callable[[str, Messages, int, bool], dict[str, Any]]
     parser: Callable[[RequestResult], StreamParser]
     tokenize: bool = False  # the server may answer vLLM's POST /tokenize (prompts sized by its tokenizer)
+    # The family of the servers' Prometheus /metrics (``bench.timeline.FAMILIES``), sampled during a run;
+    # '' = they have none (Ollama), so nothing is sampled and nothing said.
+    metrics: str = ""
 
 
 def _text(messages: Messages) -> str:
@@ -58,11 +61,11 @@ BACKENDS: Registry[Backend] = Registry("LLM backend", (
     Backend("openai", "OpenAI completions (/v1/completions)", "/v1/completions", False,
             lambda model, msgs, out, exact: {"model": model, "prompt": _text(msgs), "max_tokens": out,
                                              **_force(out, exact), **_STREAM},
-            OpenAIStream, tokenize=True),
+            OpenAIStream, tokenize=True, metrics="vllm"),
     Backend("openai-chat", "OpenAI chat completions (/v1/chat/completions)", "/v1/chat/completions", True,
             lambda model, msgs, out, exact: {"model": model, "messages": _chat(msgs), "max_completion_tokens": out,
                                              **_force(out, exact), **_STREAM},
-            OpenAIStream, tokenize=True),
+            OpenAIStream, tokenize=True, metrics="vllm"),
     Backend("ollama", "Ollama generate (/api/generate)", "/api/generate", False,
             lambda model, msgs, out, exact: {"model": model, "prompt": _text(msgs), "stream": True,
                                              "options": {"num_predict": out}},

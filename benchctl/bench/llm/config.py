@@ -35,6 +35,7 @@ class LlmConfig:
     loaded_prompts: list[Prompt] = field(default_factory=list, repr=False)
     url: str = ""  # `bench llm --url`: the endpoint (a service's job supplies it otherwise)
     api_key_env: str = ""  # the NAME of the variable holding the API key (never the key)
+    server_metrics_interval: float = 1.0  # seconds between scrapes of the server's /metrics (0: off)
 
     def record(self) -> dict[str, Any]:
         """The configuration as stored in run.json (the prompts themselves stay in the file)."""

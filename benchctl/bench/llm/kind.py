@@ -2,22 +2,23 @@
 LLM server's job or any URL (``bench llm --url``), with vLLM's metric names and definitions.
 
 The options and their defaults, the config, the run (prompt sizing, the sweep, the server's ``/metrics``
-before and after) and the summary table live here; the load generator itself is ``loadgen``.
+before and after) and the summary table live here; the load generator itself is ``loadgen``, the live status
+line and per-request records ``progress``, the server's timeline during the run ``bench.sampler``.
 """
 
 from __future__ import annotations
 
 import os
 import re
-import statistics
-import time
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from benchctl.bench.kind import BenchError, BenchKind, BenchTarget, PartialRun, Progress, field_default
 from benchctl.bench.llm.backends import BACKENDS
 from benchctl.bench.llm.config import LlmConfig
+from benchctl.bench.llm.progress import LiveProgress, RecordSink, StatusAdapter
+from benchctl.bench.timeline import interval_option, timeline_view
 from benchctl.options import Complete, Option, OptionError, env_name, int_list, integer, number, number_list, path, url
 
 if TYPE_CHECKING:
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
 
     from benchctl.bench.llm.stream import RequestResult
     from benchctl.bench.results import RunResult, RunWriter
+    from benchctl.bench.sampler import Sampler
 
 
 def slo(raw: str) -> dict[str, float]:
@@ -68,93 +70,6 @@ def top_error(results: list[RequestResult]) -> str:
     return f"{n}x {kind}: {' '.join(message.split())[:160]}"
 
 
-class LiveProgress:
-    """The live status line of a running point: requests done and failed, request rate, running medians of
-    TTFT and TPOT over the last 256 requests, and time or requests so far. Called per finished request and
-    by the load generator's monitor (~4/s, so the clock moves while long requests run), on the event loop;
-    redraws at most 5 times a second, so it costs the measurement nothing."""
-
-    def __init__(self, status: Any, label: str, cfg: LlmConfig) -> None:
-        self.status, self.label, self.cfg = status, label, cfg
-        self.t0 = time.perf_counter()
-        self.last = 0.0
-        self.ok = self.failed = 0
-        self.ttft: deque[float] = deque(maxlen=256)
-        self.tpot: deque[float] = deque(maxlen=256)
-
-    def __call__(self, r: Any) -> None:
-        if r.ok:
-            self.ok += 1
-            if r.ttft is not None:
-                self.ttft.append(r.ttft)
-            if r.tpot is not None:
-                self.tpot.append(r.tpot)
-        else:
-            self.failed += 1
-        self.tick()
-
-    def tick(self) -> None:
-        now = time.perf_counter()
-        if now - self.last >= 0.2:
-            self.last = now
-            self.status.update(self.text(now))
-
-    def text(self, now: float) -> str:
-        elapsed = now - self.t0
-        parts = [f"{self.label}: {self.ok} ok" + (f", {self.failed} failed" if self.failed else ""),
-                 f"{self.ok / elapsed if elapsed > 0 else 0.0:.1f} req/s"]
-        if self.ttft:
-            parts.append(f"TTFT {1000 * statistics.median(self.ttft):.1f} ms")
-        if self.tpot:
-            parts.append(f"TPOT {1000 * statistics.median(self.tpot):.2f} ms")
-        total = self.cfg.requests + self.cfg.warmup
-        parts.append(f"{self.ok + self.failed}/{total} requests" if self.cfg.requests else
-                     f"{min(elapsed, self.cfg.duration):.0f}/{self.cfg.duration:.0f} s")
-        return " · ".join(parts)
-
-
-class RecordSink:
-    """Per-request records of one point, appended to requests.jsonl as requests end (the writer buffers and
-    flushes at least every second). Failures of one type are recorded up to ``FAILURES_PER_TYPE`` per point;
-    the rest are counted (a dead server must not fill the disk), and the counts close the point."""
-
-    FAILURES_PER_TYPE = 100
-
-    def __init__(self, writer: RunWriter, label: str, state: Any) -> None:
-        self.writer, self.label, self.state = writer, label, state
-        self.failures: Counter[str] = Counter()
-        self.written: set[int] = set()
-
-    def __call__(self, r: RequestResult) -> None:
-        if not r.ok:
-            self.failures[r.error_type] += 1
-            if self.failures[r.error_type] > self.FAILURES_PER_TYPE:
-                return
-        self.written.add(id(r))
-        self.writer.request({"point": self.label, **r.to_record(self.state.t0)})
-
-    def finish(self, results: list[RequestResult]) -> None:
-        """Records of requests that ended without the callback (cut at the end), then what was left out."""
-        for r in results:
-            if id(r) not in self.written and r.end:
-                self(r)
-        skipped = {kind: n - self.FAILURES_PER_TYPE for kind, n in self.failures.items()
-                   if n > self.FAILURES_PER_TYPE}
-        if skipped:
-            self.writer.request({"point": self.label, "not_recorded": skipped})
-        self.writer.flush()
-
-
-class _StatusAdapter:
-    """LiveProgress updates a status object; the kind reports through Progress.status."""
-
-    def __init__(self, progress: Progress) -> None:
-        self.progress = progress
-
-    def update(self, text: str) -> None:
-        self.progress.status(text)
-
-
 class LlmKind(BenchKind):
     name = "llm"
     summary = "streaming LLM load: TTFT, TPOT, ITL, E2EL, throughput (vLLM's definitions)"
@@ -191,6 +106,7 @@ class LlmKind(BenchKind):
             Option("--slo", "goodput targets, e.g. ttft:500,tpot:50 (ms)", slo, metavar="SPEC"),
             Option("--api-key-env", "environment variable holding the server's API key (sent as a Bearer token)",
                    env_name, metavar="VAR"),
+            interval_option(_d("server_metrics_interval")),
         )
 
     @property
@@ -200,7 +116,7 @@ class LlmKind(BenchKind):
     def config(self, values: Mapping[str, Any]) -> LlmConfig:
         cfg = LlmConfig(backend=values.get("backend") or "", model=values.get("model") or "")
         for name in ("concurrency", "rate", "arrival", "burstiness", "requests", "duration", "grace", "warmup",
-                     "input_tokens", "output_tokens", "seed", "max_error_rate", "slo"):
+                     "input_tokens", "output_tokens", "seed", "max_error_rate", "slo", "server_metrics_interval"):
             if values.get(name) is not None:
                 setattr(cfg, name, values[name])
         if cfg.rate and values.get("concurrency") is None:
@@ -242,15 +158,24 @@ class LlmKind(BenchKind):
 
     def run(self, target: BenchTarget, config: LlmConfig, writer: RunWriter, progress: Progress) -> RunResult:
         """One point per --concurrency (closed loop) or --rate (open loop) value. Interrupted (Ctrl-C, SIGTERM):
-        the points measured so far and the interrupted one are returned inside ``PartialRun``."""
+        the points measured so far and the interrupted one are returned inside ``PartialRun``. The server's
+        /metrics is sampled meanwhile (``bench.sampler``) into the run folder's timeline."""
+        from benchctl.bench.sampler import Sampler
+
+        self._settle(target, config)
+        headers = auth_headers(config.api_key_env) or dict(target.headers)  # the job's own key by default
+        with Sampler.for_server(writer.dir, target.url, BACKENDS[config.backend].metrics,
+                                config.server_metrics_interval, headers) as timeline:
+            return self._sweep(target, config, writer, progress, headers, timeline)
+
+    def _sweep(self, target: BenchTarget, cfg: LlmConfig, writer: RunWriter, progress: Progress,
+               headers: dict[str, str], timeline: Sampler) -> RunResult:
         from benchctl import aio
         from benchctl.bench.llm import server_metrics as sm
         from benchctl.bench.llm.http import RequestFailed
         from benchctl.bench.llm.loadgen import PointState, client_limited, point_metrics, run_point
 
-        cfg, url = config, target.url
-        self._settle(target, cfg)
-        headers = auth_headers(cfg.api_key_env) or dict(target.headers)  # the job's own key by default
+        url = target.url
         self._size_prompts(url, cfg, headers, progress)
         before = sm.scrape(url, headers)
         points: list[dict[str, Any]] = []
@@ -260,7 +185,7 @@ class LlmKind(BenchKind):
         for n, (concurrency, rate) in enumerate(sweep):
             label = f"rate {rate:g}/s" if rate is not None else f"concurrency {concurrency}"
             progress.status(f"{label}: starting…")
-            live = LiveProgress(_StatusAdapter(progress), short_label(concurrency, rate), cfg)
+            live = LiveProgress(StatusAdapter(progress), short_label(concurrency, rate), cfg)
             state = PointState()
             records = RecordSink(writer, label, state)
 
@@ -272,17 +197,21 @@ class LlmKind(BenchKind):
                 live.tick()
                 writer.flush_if_due()
 
-            try:
-                outcome = aio.run(run_point(url, cfg, concurrency, rate, done, tick, headers, state))
-            except RequestFailed as exc:  # not one connection before the point started
-                if not points:
-                    raise BenchError(f"bench {target.name}: cannot reach {url}: {exc}") from None
-                progress.warn(f"{label}: the server cannot be reached ({exc}); {len(sweep) - n} point(s) skipped")
-                break
-            except (KeyboardInterrupt, SystemExit) as exc:
-                outcome, interrupted = state.outcome(interrupted=True), exc
+            with timeline.point(label) as window:
+                try:
+                    outcome = aio.run(run_point(url, cfg, concurrency, rate, done, tick, headers, state))
+                except RequestFailed as exc:  # not one connection before the point started
+                    if not points:
+                        raise BenchError(f"bench {target.name}: cannot reach {url}: {exc}") from None
+                    progress.warn(f"{label}: the server cannot be reached ({exc}); {len(sweep) - n} point(s) "
+                                  "skipped")
+                    break
+                except (KeyboardInterrupt, SystemExit) as exc:
+                    outcome, interrupted = state.outcome(interrupted=True), exc
             records.finish(outcome.results)
             metrics = point_metrics(cfg, outcome, concurrency, rate)
+            if (server_side := timeline.summary(window)) is not None:
+                metrics["server_timeline"] = server_side
             if outcome.interrupted:
                 metrics["interrupted"] = True
             points.append(metrics)
@@ -302,13 +231,14 @@ class LlmKind(BenchKind):
                 break
         gone = any(p["client_health"]["unreachable"] or "stalled" in p["client_health"]["stopped_early"]
                    for p in points)
-        result = self._result(target, cfg, url, headers, before, points, writer, interrupted is not None, gone)
+        result = self._result(target, cfg, url, headers, before, points, writer, timeline, interrupted is not None,
+                              gone)
         if interrupted is not None:
             raise PartialRun(result, interrupted)
         return result
 
     def _result(self, target: BenchTarget, cfg: LlmConfig, url: str, headers: dict[str, str],
-                before: dict[str, float], points: list[dict[str, Any]], writer: RunWriter,
+                before: dict[str, float], points: list[dict[str, Any]], writer: RunWriter, timeline: Sampler,
                 interrupted: bool, server_gone: bool = False) -> RunResult:
         from benchctl.bench.llm import server_metrics as sm
         from benchctl.bench.llm import vllm_format
@@ -325,7 +255,7 @@ class LlmKind(BenchKind):
         extra = {**vllm_format.top_level(points), "percentile_method": "linear (numpy default)",
                  "token_count_source_all_points": dict(sum((Counter(p["token_source"]) for p in points),
                                                            Counter())),
-                 "server": info}
+                 "server": info, **timeline.record()}
         result = writer.envelope(service=target.record, config=cfg.record(),
                                  metrics={"server_metrics": server, **totals}, points=points,
                                  client_health={"points": [p["client_health"] for p in points]},
@@ -405,6 +335,8 @@ class LlmKind(BenchKind):
         if timing:
             parts.append(Text("server's own timing (last point, p50): " + ", ".join(
                 f"{key.removesuffix('_ms')} {value.get('p50', 0):.1f} ms" for key, value in timing.items())))
+        parts += timeline_view(result.extra.get("server_timeline"), [
+            (short_label(p.get("concurrency", 0), p.get("rate")), p.get("server_timeline")) for p in result.points])
         return Group(*parts)
 
 

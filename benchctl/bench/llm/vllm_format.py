@@ -152,7 +152,9 @@ def top_level(points: Sequence[dict[str, Any]]) -> dict[str, Any]:
     point = points[index]
     concurrency, rate = point.get("concurrency"), point.get("rate")
     where = f"rate {rate:g}/s" if rate is not None else f"concurrency {concurrency}"
-    skip = {"concurrency", "rate", "client_health", "interrupted", "warmup_excluded", "server_timing_ms"}
+    # benchctl's own per-point keys (the server's timeline summary: the top level's server_timeline is the run's)
+    skip = {"concurrency", "rate", "client_health", "interrupted", "warmup_excluded", "server_timing_ms",
+            "server_timeline"}
     return {**{k: v for k, v in point.items() if k not in skip}, "top_level_point": index,
             "top_level_describes": f"points[{index}] ({where}), the last point of the sweep",
             "token_count_source": point.get("token_source", {}),

@@ -31,3 +31,4 @@ class VectorConfig:
     url: str = ""
     store: str = ""
     api_key_env: str = ""  # the NAME of the variable holding the API key (never the key)
+    server_metrics_interval: float = 1.0  # seconds between scrapes of the server's /metrics (0: off)

@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from benchctl.bench.kind import BenchError, BenchKind, BenchTarget, PartialRun, Progress, field_default
+from benchctl.bench.timeline import interval_option, timeline_view
 from benchctl.bench.vector.config import VectorConfig
 from benchctl.options import Complete, Option, env_name, int_list, integer, number, path, url
 
@@ -16,6 +17,7 @@ if TYPE_CHECKING:
     from rich.console import RenderableType
 
     from benchctl.bench.results import RunResult, RunWriter
+    from benchctl.bench.sampler import Sampler
 
 
 _AT_LEAST_1 = integer(1)
@@ -69,6 +71,7 @@ class VectorKind(BenchKind):
                    complete=Complete.PATH),
             Option("--collection", "collection name", default=_d("collection"), metavar="NAME"),
             Option("--keep", "keep the collection afterwards", None),
+            interval_option(_d("server_metrics_interval")),
         )
 
     @property
@@ -97,6 +100,7 @@ class VectorKind(BenchKind):
     def run(self, target: BenchTarget, config: VectorConfig, writer: RunWriter, progress: Progress) -> RunResult:
         from pathlib import Path
 
+        from benchctl.bench.sampler import Sampler
         from benchctl.bench.vector import data as vdata
         from benchctl.bench.vector.runner import VectorBench
         from benchctl.bench.vector.stores import STORES, StoreError
@@ -122,25 +126,30 @@ class VectorKind(BenchKind):
             if not message.startswith("ingesting "):
                 progress.note(f"  {message}")
 
-        bench = VectorBench(store, cfg, data, writer, step)
-        try:
-            metrics, points, health = bench.run()
-        except StoreError as exc:
-            if bench.ingest_result is None:  # nothing measured yet: one line, no run folder worth keeping
-                raise BenchError(f"bench {target.name}: {exc} (partial log: {writer.dir})") from None
-            raise PartialRun(self._result(target, bench, writer, "failed"),
-                             BenchError(f"bench {target.name}: {exc}")) from None
-        except (KeyboardInterrupt, SystemExit) as exc:
-            raise PartialRun(self._result(target, bench, writer, "interrupted"), exc) from None
-        return writer.envelope(service=target.record, config=bench.config_dict(), metrics=metrics, points=points,
-                               client_health=health, errors=dict(bench.errors))
+        # The server's /metrics (Qdrant's; Chroma has none: then nothing) sampled while the phases run.
+        with Sampler.for_server(writer.dir, target.url, STORES[store_name].metrics, cfg.server_metrics_interval,
+                                store.headers) as timeline:
+            bench = VectorBench(store, cfg, data, writer, step, timeline)
+            try:
+                bench.run()
+            except StoreError as exc:
+                if bench.ingest_result is None:  # nothing measured yet: one line, no run folder worth keeping
+                    raise BenchError(f"bench {target.name}: {exc} (partial log: {writer.dir})") from None
+                raise PartialRun(self._result(target, bench, writer, timeline, "failed"),
+                                 BenchError(f"bench {target.name}: {exc}")) from None
+            except (KeyboardInterrupt, SystemExit) as exc:
+                raise PartialRun(self._result(target, bench, writer, timeline, "interrupted"), exc) from None
+            return self._result(target, bench, writer, timeline)
 
     @staticmethod
-    def _result(target: BenchTarget, bench: Any, writer: RunWriter, status: str) -> RunResult:
+    def _result(target: BenchTarget, bench: Any, writer: RunWriter, timeline: Sampler, status: str = "") -> RunResult:
+        """What was measured so far (all of it after a complete run), each sweep point with the server's side."""
         metrics, points, health = bench.partial()
+        timeline.annotate(points, lambda p: f"concurrency {p['concurrency']}")
         result = writer.envelope(service=target.record, config=bench.config_dict(), metrics=metrics, points=points,
-                                 client_health=health, errors=dict(bench.errors))
-        result.status = status
+                                 client_health=health, errors=dict(bench.errors), extra=timeline.record())
+        if status:
+            result.status = status
         return result
 
     def problems(self, result: RunResult) -> list[str]:
@@ -182,7 +191,8 @@ class VectorKind(BenchKind):
             table.add_row(f"concurrency {p['concurrency']}{mark}", str(p["requests"]), f"{p['qps']:.0f}",
                           f"{lat.get('p50', 0):.2f}", f"{lat.get('p95', 0):.2f}", f"{lat.get('p99', 0):.2f}",
                           f"{p[f'recall@{k}']:.3f}", str(p["errors"]))
-        return Group(head, table)
+        return Group(head, table, *timeline_view(result.extra.get("server_timeline"), [
+            (f"concurrency {p['concurrency']}", p.get("server_timeline")) for p in result.points]))
 
 
 __all__ = ["VectorKind", "api_key_headers"]

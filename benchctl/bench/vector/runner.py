@@ -17,14 +17,18 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import asdict
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from benchctl.bench.results import RunWriter
 from benchctl.bench.stats import summarize
 from benchctl.bench.vector.config import VectorConfig
 from benchctl.bench.vector.data import Dataset, recall_at_k
 from benchctl.bench.vector.stores.base import IndexParams, StoreError, VectorStore
+
+if TYPE_CHECKING:
+    from benchctl.bench.sampler import Sampler
 
 Progress = Callable[[str], None]
 FAILURES_PER_TYPE = 100  # failure records per type and phase; the rest are counted only
@@ -62,12 +66,13 @@ class VectorBench:
     """Runs all phases against one store; returns the result envelope's metrics and points."""
 
     def __init__(self, store: VectorStore, cfg: VectorConfig, data: Dataset, writer: RunWriter,
-                 progress: Progress | None = None) -> None:
+                 progress: Progress | None = None, timeline: Sampler | None = None) -> None:
         self.store = store
         self.cfg = cfg
         self.data = data
         self.writer = writer
         self.progress = progress or (lambda msg: None)
+        self.timeline = timeline  # the server's /metrics sampler: phases and points mark their windows
         self.errors: Counter[str] = Counter()
         self._recorded: Counter[tuple[str, str]] = Counter()
         self._lock = threading.Lock()
@@ -92,6 +97,9 @@ class VectorBench:
         if write:
             self.writer.request({**record, "ok": False, "error": message})
         return message
+
+    def _window(self, label: str) -> AbstractContextManager[Any]:
+        return self.timeline.point(label) if self.timeline is not None else nullcontext()
 
     # ---- phases ------------------------------------------------------------------------------
     def ingest(self) -> dict[str, Any]:
@@ -241,12 +249,15 @@ class VectorBench:
         s = self.store.session()
         try:
             self.progress(f"creating {cfg.collection} and ingesting {len(self.data.train)} vectors")
-            self.ingest_result = self.ingest()
+            with self._window("ingest"):
+                self.ingest_result = self.ingest()
             self.progress(f"ingest done: {self.ingest_result['vectors_per_s']:.0f} vectors/s; serial search")
-            self.serial_result = self.serial()
+            with self._window("serial"):
+                self.serial_result = self.serial()
             for c in cfg.concurrency:
                 self.progress(f"concurrency {c} for {cfg.duration:g} s")
-                point = self.sweep_point(c)
+                with self._window(f"concurrency {c}"):
+                    point = self.sweep_point(c)
                 self.points.append(point)
                 if point["stopped_early"]:
                     skipped = len(cfg.concurrency) - len(self.points)

@@ -45,6 +45,9 @@ class VectorStore(ABC):
     """One database endpoint."""
 
     kind: str = ""
+    # The family of its Prometheus /metrics (``bench.timeline.FAMILIES``), sampled during a benchmark;
+    # '' = the database has none (Chroma), so nothing is sampled and nothing said.
+    metrics: str = ""
 
     def __init__(self, base_url: str, *, timeout: float = 30.0, headers: dict[str, str] | None = None) -> None:
         self.base_url = base_url.rstrip("/")

@@ -23,6 +23,7 @@ class QdrantStore(VectorStore):
     """Qdrant REST API (v1.10+: search goes through the universal ``/points/query``)."""
 
     kind = "qdrant"
+    metrics = "qdrant"
     _DISTANCES = {"l2": "Euclid", "cosine": "Cosine", "ip": "Dot"}
 
     def __init__(self, base_url: str, *, api_key: str | None = None, **kw: Any) -> None:
