@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from benchctl.config import ConfigError, Settings, load_settings, user_config_path
+from benchctl.jobs import JobTable
 from benchctl.services import ServiceContext
 from benchctl.services.chroma import Chroma
 
@@ -81,7 +82,7 @@ def test_start_option_overrides_every_settings_layer(user_file: Path) -> None:
     """Full chain for slurm.account: default "" < profile < user file < `start --account`."""
     write(user_file, '[slurm]\naccount = "p999999"\n')
     s = load_settings(executor="slurm", profile="meluxina")
-    chroma = Chroma(ServiceContext(settings=s, executor=None, jobs=None, renderer=None,  # type: ignore[arg-type]
+    chroma = Chroma(ServiceContext(settings=s, executor=None, jobs=JobTable(None), renderer=None,  # type: ignore[arg-type]
                                    images={"chroma": "docker://chromadb/chroma:1.5.9"}, host_bin_dir="/opt/bin"))
     assert chroma.resolve({})["account"] == "p999999"
     assert chroma.resolve({"account": "p111111"})["account"] == "p111111"
