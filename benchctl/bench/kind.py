@@ -66,6 +66,8 @@ class BenchTarget:
     service: SlurmServer | None = None
     record: dict[str, Any] = field(default_factory=dict)  # the run's "service" block
     headers: dict[str, str] = field(default_factory=dict, repr=False)  # credentials: never recorded
+    # Exporters on the job's nodes (bench.sampler.ScrapeTarget): sampled into the timeline beside the server.
+    sidecars: list[Any] = field(default_factory=list, repr=False)
 
 
 def field_default(cls: type, name: str) -> Any:

@@ -7,6 +7,7 @@ has finished. ``bench llm|vector --url URL`` runs a kind against any endpoint.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -115,7 +116,32 @@ def service_target(app: App, name: str, args: ParsedArgs) -> BenchTarget:
               "image": job.options.get("image", ""), "runtime": job.options.get("runtime", ""),
               "model": job.options.get("model", ""), "options": dict(job.options)}
     return BenchTarget(name=name, url=endpoint.url, job=job, service=service, record=record,
-                       headers=service.credentials(job))
+                       headers=service.credentials(job), sidecars=exporter_targets(app, job))
+
+
+def exporter_targets(app: App, job: Job) -> list[Any]:
+    """The job's --exporters sidecars (node-exporter, DCGM) as the sampler's extra targets: read from the
+    monitor's targets/exporters files, with the monitor's password (the exporters ask for it)."""
+    from benchctl.bench.sampler import ScrapeTarget
+    from benchctl.bench.timeline import FAMILIES
+    from benchctl.services.monitor import Monitor
+
+    monitor = app.service("monitor")
+    mon_job = monitor.active() if isinstance(monitor, Monitor) and job.options.get("exporters") else None
+    if mon_job is None or not isinstance(monitor, Monitor):
+        return []
+    folder = Path(mon_job.run_dir) / "targets" / "exporters"
+    out = []
+    try:
+        names = [n for n in app.executor.files.listdir(folder) if n.startswith(f"{job.id}-")]
+        for name in sorted(names):
+            entry = json.loads(app.executor.files.read_text(folder / name))[0]
+            kind = str(entry["labels"]["exporter"])
+            out.append(ScrapeTarget(f"{kind}@{entry['labels']['node']}", f"http://{entry['targets'][0]}/metrics",
+                                    FAMILIES[kind], monitor.credentials(mon_job)))
+    except (OSError, ValueError, KeyError, IndexError, TypeError):
+        return out  # the timeline then has the server alone
+    return out
 
 
 def pick_server_job(app: App, name: str, wanted: str | None) -> Job:

@@ -86,7 +86,11 @@ def test_targets_register_scrape_push_and_leave(slurm_config: Path, isolated_env
         assert "pushed 2 point(s) to the monitor's Pushgateway" in bench, bench
         run_id = bench.split("(run_id ", 1)[1].split(")")[0]
         # Prometheus's own view of the run window, kept beside the run: llm-sim ran 4 requests at the peak
-        kept = json.loads(Path(bench.split("the monitor's view of the run: ", 1)[1].split()[0]).read_text())
+        kept_path = Path(bench.split("the monitor's view of the run: ", 1)[1].split()[0])
+        kept = json.loads(kept_path.read_text())
+        # the node-exporter sidecar sampled into the run's timeline beside the server
+        timeline = [json.loads(line) for line in (kept_path.parent / "server_metrics.jsonl").read_text().splitlines()]
+        assert any(t["target"].startswith("node@") and "node_load1" in t["values"] for t in timeline), timeline[:3]
         assert max(v for _, v in kept["series"]["running"]["values"]) == 4, kept["series"]["running"]
         assert kept["job_id"] == job_id and 'job_id="' + job_id + '"' in kept["series"]["running"]["promql"]
         until("the pushed figures in Prometheus",

@@ -165,7 +165,7 @@ class LlmKind(BenchKind):
         self._settle(target, config)
         headers = auth_headers(config.api_key_env) or dict(target.headers)  # the job's own key by default
         with Sampler.for_server(writer.dir, target.url, BACKENDS[config.backend].metrics,
-                                config.server_metrics_interval, headers) as timeline:
+                                config.server_metrics_interval, headers, target.sidecars) as timeline:
             return self._sweep(target, config, writer, progress, headers, timeline)
 
     def _sweep(self, target: BenchTarget, cfg: LlmConfig, writer: RunWriter, progress: Progress,

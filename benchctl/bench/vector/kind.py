@@ -128,7 +128,7 @@ class VectorKind(BenchKind):
 
         # The server's /metrics (Qdrant's; Chroma has none: then nothing) sampled while the phases run.
         with Sampler.for_server(writer.dir, target.url, STORES[store_name].metrics, cfg.server_metrics_interval,
-                                store.headers) as timeline:
+                                store.headers, target.sidecars) as timeline:
             bench = VectorBench(store, cfg, data, writer, step, timeline)
             try:
                 bench.run()
