@@ -44,7 +44,8 @@ log = logging.getLogger(__name__)
 
 PROMPT = "benchctl> "
 # Commands that change nothing (no job, no result): a one-shot `benchctl status` leaves no session folder.
-READ_ONLY = frozenset({"help", "history", "status", "check", "logs", "config", "save", "exit", "source"})
+READ_ONLY = frozenset({"help", "history", "status", "check", "logs", "config", "save", "exit", "source", "results",
+                       "compare", "metrics"})
 
 
 class App:
@@ -76,6 +77,7 @@ class App:
         from benchctl.commands.bench import register as register_bench_commands
         from benchctl.commands.jobs import register as register_job_commands
         from benchctl.commands.metrics import register as register_metrics_commands
+        from benchctl.commands.results import register as register_results_commands
         from benchctl.commands.services import register as register_service_commands
         from benchctl.commands.session import register as register_session_commands
 
@@ -83,6 +85,7 @@ class App:
         register_job_commands(self.registry)
         register_bench_commands(self.registry)
         register_metrics_commands(self.registry)
+        register_results_commands(self.registry)
         register_session_commands(self.registry)
 
     # ---- lazily built parts --------------------------------------------------------------------

@@ -117,6 +117,14 @@ class BenchctlCompleter(Completer):
                     yield Completion(job.id, -len(current), display_meta=meta)
         if kind is Complete.TARGET_ALL and "all".startswith(current):
             yield Completion("all", -len(current), display_meta="every active job")
+        if kind is Complete.RUN:  # the index only (a local file), newest first
+            from benchctl.commands.results import newest_first
+
+            for entry in [None, *newest_first(self.app.home / "results")]:
+                word = entry.run_id if entry is not None else "last"
+                if word.startswith(current):
+                    meta = f"{entry.kind} {entry.service} {entry.started_at[:16]}" if entry else "the newest run"
+                    yield Completion(word, -len(current), display_meta=meta)
         if kind is Complete.COMMAND:
             yield from self._commands(current)
         if kind is Complete.CHOICE:

@@ -40,6 +40,7 @@ class Complete(str, Enum):
     CHOICE = "choice"
     NUMBER = "number"
     TOPIC = "topic"            # what the command named before it takes (help start SERVICE, help bench KIND)
+    RUN = "run"                # a saved benchmark run's id (results/index.jsonl), or last
 
 
 # ---- value parsers ---------------------------------------------------------------------------------

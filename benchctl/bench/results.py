@@ -8,12 +8,16 @@ written, and how they are read back.
 
 A kind builds a ``RunResult`` (what it measured); the ``RunWriter`` stamps the run's identity (id, times,
 host, version, command line) and writes the files. ``read_run`` loads a ``run.json`` of any version of this
-schema back into a ``RunResult``; ``iter_runs`` walks the index without opening every run.
+schema back into a ``RunResult``; ``iter_runs`` walks the index without opening every run (each line holds
+the run's model, status and headline figures for ``results``; lines written before they existed still
+load); ``unlist_run`` takes a run out of the index, leaving its files.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import fcntl
 import io
 import json
 import os
@@ -187,6 +191,10 @@ class RunEntry:
     started_at: str
     service: str
     dir: str
+    # Written since `results` lists runs; "" / {} on older lines (the listing then reads those few run.json).
+    model: str = ""
+    status: str = ""
+    headline: Mapping[str, Any] = field(default_factory=dict, hash=False)
 
     def load(self) -> RunResult:
         return read_run(Path(self.dir) / "run.json")
@@ -207,8 +215,47 @@ def iter_runs(root: str | Path) -> Iterator[RunEntry]:
             except ValueError:
                 continue
             if isinstance(data, dict) and data.get("run_id"):
+                head = data.get("headline")
                 yield RunEntry(str(data["run_id"]), str(data.get("kind", "")), str(data.get("started_at", "")),
-                               str(data.get("service") or ""), str(data.get("dir", "")))
+                               str(data.get("service") or ""), str(data.get("dir", "")), str(data.get("model") or ""),
+                               str(data.get("status") or ""), head if isinstance(head, dict) else {})
+
+
+@contextlib.contextmanager
+def _index_locked(root: Path) -> Iterator[None]:
+    """Held while the index is appended to or rewritten: a run finishing in another session while
+    ``unlist_run`` rewrites the file must not lose its line."""
+    fd = os.open(root / ".index.lock", os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def unlist_run(root: str | Path, run_id: str) -> bool:
+    """Take ``run_id`` out of ``<root>/index.jsonl`` (its folder stays); False when it was not listed. Damaged
+    lines are kept as they were."""
+    root = Path(root)
+    index = root / "index.jsonl"
+    with _index_locked(root):
+        try:
+            lines = index.read_text().splitlines(keepends=True)
+        except FileNotFoundError:
+            return False
+
+        def listed(line: str) -> bool:
+            try:
+                data = json.loads(line)
+            except ValueError:
+                return False
+            return isinstance(data, dict) and data.get("run_id") == run_id
+
+        kept = [line for line in lines if not listed(line)]
+        if len(kept) == len(lines):
+            return False
+        _write_atomic(index, "".join(kept))
+    return True
 
 
 class RunWriter:
@@ -301,11 +348,15 @@ class RunWriter:
             writer.writeheader()
             writer.writerows(flat)
             _write_atomic(self.dir / "summary.csv", buf.getvalue())
+        from benchctl.bench.compare import headline  # the figures `results` lists (compare knows the metrics)
+
         index = {"run_id": self.run_id, "kind": result.kind, "started_at": result.started_at,
-                 "service": result.service.get("name"), "dir": str(self.dir)}
+                 "service": result.service.get("name"), "dir": str(self.dir),
+                 "model": str(result.config.get("model") or result.service.get("model") or ""),
+                 "status": result.status, "headline": headline(result)}
         try:
-            with (self.root / "index.jsonl").open("a") as fh:
-                fh.write(json.dumps(index) + "\n")
+            with _index_locked(self.root), (self.root / "index.jsonl").open("a") as fh:
+                fh.write(json.dumps(redact_value(index), default=str) + "\n")
         except OSError as exc:  # the run is saved; only the listing misses it
             self.index_error = exc
         result.path = path
@@ -337,4 +388,4 @@ def _flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 __all__ = ["SCHEMA_VERSION", "PointResult", "ResultError", "RunEntry", "RunResult", "RunWriter", "git_sha",
-           "iter_runs", "now_iso", "read_run"]
+           "iter_runs", "now_iso", "read_run", "unlist_run"]
