@@ -100,3 +100,15 @@ def make_app(fake_slurm: FakeSlurm):  # type: ignore[no-untyped-def]
 @pytest.fixture
 def app(make_app) -> Iterator[App]:  # type: ignore[no-untyped-def]
     yield make_app()
+
+
+@pytest.fixture
+def local_app() -> Iterator[App]:
+    """An App on the local executor and profile (real processes on this machine), its output in ``app.out``;
+    whatever a test left running is stopped."""
+    ui, buf = string_ui()
+    app = App(settings=load_settings(executor="local", profile="local"), ui=ui)
+    app.out = buf  # type: ignore[attr-defined]
+    yield app
+    for job in app.jobs.active():
+        app.service(job.service).stop(job, grace=3, poll=0.2)

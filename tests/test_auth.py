@@ -11,26 +11,15 @@ import stat
 import sys
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from benchctl.app import App
-from benchctl.config import load_settings, state_dir
-from tests.conftest import string_ui
+from benchctl.config import state_dir
 
 CHROMA = Path(sys.executable).with_name("chroma")
 
-
-@pytest.fixture
-def local_app() -> Iterator[App]:
-    ui, buf = string_ui()
-    app = App(settings=load_settings(executor="local", profile="local"), ui=ui)
-    app.out = buf  # type: ignore[attr-defined]
-    yield app
-    for job in app.jobs.active():
-        app.service(job.service).stop(job, grace=3, poll=0.2)
 
 
 def out(app: App) -> str:

@@ -3,14 +3,10 @@ and `check` showing them for a real job (llm-sim under the local executor)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 
 from benchctl.app import App
 from benchctl.coldstart import cold_start, seconds
-from benchctl.config import load_settings
-from tests.conftest import string_ui
 from tests.test_commands import output
 
 
@@ -34,15 +30,6 @@ def test_partial_and_skewed() -> None:
 def test_seconds(value: float, text: str) -> None:
     assert seconds(value) == text
 
-
-@pytest.fixture
-def local_app() -> Iterator[App]:
-    ui, buf = string_ui()
-    app = App(settings=load_settings(executor="local", profile="local"), ui=ui)
-    app.out = buf  # type: ignore[attr-defined]
-    yield app
-    for job in app.jobs.active():
-        app.service(job.service).stop(job, grace=3, poll=0.2)
 
 
 def test_check_shows_the_cold_start_of_a_real_job(local_app: App) -> None:

@@ -9,18 +9,15 @@ import json
 import shutil
 import stat
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from benchctl.app import App
 from benchctl.bench.results import PointResult, RunResult
-from benchctl.config import load_settings
 from benchctl.monitor.push import exposition, group_path, point_label
 from benchctl.monitor.pushed import NAMES, PUSHED
 from benchctl.services.monitor import Monitor, duration, prometheus_config
-from tests.conftest import string_ui
 from tests.fakes import FakeSlurm
 from tests.test_commands import fails_with, output
 
@@ -156,15 +153,6 @@ def test_exporters_need_a_monitor_and_known_kinds(app: App, fake_slurm: FakeSlur
     script = fake_slurm.jobs[app.jobs.latest_for("vllm").id].script  # type: ignore[union-attr]
     assert "_bc_exporter node\n_bc_exporter dcgm\n" in script and "apptainer exec --nv \"$SIF_EXPORTER_DCGM\"" in script
 
-
-@pytest.fixture
-def local_app() -> Iterator[App]:
-    ui, buf = string_ui()
-    app = App(settings=load_settings(executor="local", profile="local"), ui=ui)
-    app.out = buf  # type: ignore[attr-defined]
-    yield app
-    for job in app.jobs.active():
-        app.service(job.service).stop(job, grace=3, poll=0.2)
 
 
 def test_metrics_without_a_monitor_samples_the_service(local_app: App) -> None:
