@@ -36,5 +36,5 @@ def test_check_shows_the_cold_start_of_a_real_job(local_app: App) -> None:
     assert local_app.run_line("start llm-sim --ttft-ms 1 --itl-ms 1")
     assert local_app.run_line("check llm-sim --wait --timeout 30")
     assert local_app.run_line("check llm-sim")
-    line = next(ln for ln in output(local_app).splitlines() if "cold start:" in ln)
+    line = next(ln for ln in output(local_app).splitlines() if ln.strip().startswith("start:"))
     assert "queued " in line and "start to ready " in line and "total " in line and "image" not in line

@@ -146,7 +146,7 @@ def describe(app: App, job: Job, *, cached: bool = False) -> None:
 
         started = cold_start(job.submitted_at, service.log_info(job).markers)
         if started is not None and started.line():
-            rows.append(("cold start", started.line()))
+            rows.append(("start", started.line()))  # short: a longer label would re-align every row
     if job.port and node and not job.state.is_final:
         tunnel = service.tunnel(job, job.port) if isinstance(service, Server) else ""
         if tunnel:
