@@ -28,6 +28,7 @@ from benchctl.options import Option, OptionError
 from benchctl.services.base import CREDENTIALS, KEY_VARIABLE, sif_path
 from benchctl.services.options import COMMON_OPTIONS
 from benchctl.services.server import Endpoint, Server
+from benchctl.services.targets import newest_monitor
 from benchctl.templates import TemplateError, find_resource_dir
 
 USER = "benchctl"
@@ -161,9 +162,7 @@ class Monitor(Server):
 
     def active(self) -> Job | None:
         """The newest active monitor job of this executor (what bench pushes to), refreshed, or None."""
-        active = [j for j in self.ctx.jobs.all() if j.service == self.name and not j.state.is_final
-                  and j.executor == self.ctx.executor.name]
-        newest = max(active, key=lambda j: j.submitted_at, default=None)
+        newest = newest_monitor(self.ctx)
         if newest is None:
             return None
         try:  # its port is known once the job said it (no poller refreshes the table in batch modes)

@@ -15,7 +15,8 @@ from benchctl.options import Option, OptionError
 from benchctl.templates import TemplateError
 
 if TYPE_CHECKING:
-    from benchctl.services.base import SlurmServer
+    from benchctl.jobs import Job
+    from benchctl.services.base import ServiceContext, SlurmServer
 
 KINDS = ("node", "dcgm")
 IMAGE_KEYS = {"node": "node-exporter", "dcgm": "dcgm-exporter"}
@@ -34,13 +35,18 @@ EXPORTERS = Option("--exporters", "sidecars on the job's nodes, scraped by the r
                    "(node-exporter; NVIDIA DCGM on GPU nodes)", exporter_list, metavar="LIST")
 
 
-def monitor_targets(service: SlurmServer) -> str:
-    """The targets folder of the newest active monitor job of this executor ("" when none runs): a job
-    started meanwhile registers there, so Prometheus scrapes it."""
-    ctx = service.ctx
+def newest_monitor(ctx: ServiceContext) -> Job | None:
+    """The newest active (as last recorded) monitor job of this executor: what jobs register with, what bench
+    pushes to and what `metrics` reads."""
     monitors = [j for j in ctx.jobs.all() if j.service == "monitor" and not j.state.is_final
                 and j.executor == ctx.executor.name and j.run_dir]
-    newest = max(monitors, key=lambda j: j.submitted_at, default=None)
+    return max(monitors, key=lambda j: j.submitted_at, default=None)
+
+
+def monitor_targets(service: SlurmServer) -> str:
+    """The targets folder of the newest active monitor job ("" when none runs): a job started meanwhile
+    registers there, so Prometheus scrapes it."""
+    newest = newest_monitor(service.ctx)
     return str(Path(newest.run_dir) / "targets") if newest else ""
 
 
@@ -81,4 +87,4 @@ def exporter_values(service: SlurmServer, values: Mapping[str, Any]) -> dict[str
             "exporter_labels": json.dumps([{"targets": ["@ADDR@"], "labels": labels}])}
 
 
-__all__ = ["EXPORTERS", "KINDS", "exporter_list", "exporter_values", "monitor_targets", "target_json"]
+__all__ = ["EXPORTERS", "KINDS", "exporter_list", "exporter_values", "monitor_targets", "newest_monitor", "target_json"]
