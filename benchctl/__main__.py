@@ -12,8 +12,12 @@ import signal
 import sys
 from collections.abc import Sequence
 from types import FrameType
+from typing import TYPE_CHECKING
 
 from benchctl import __version__
+
+if TYPE_CHECKING:
+    from benchctl.app import App
 
 
 def split_commands(text: str) -> list[str]:
@@ -48,6 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p.add_argument("--executor", choices=executor_choices(), help="where jobs run (default: config)")
     p.add_argument("--profile", choices=("auto", *PROFILES), help="site profile (default: config)")
+    p.add_argument("--remote", metavar="USER@HOST[:PORT]", help="drive Slurm on this login node over SSH (the ssh "
+                   "executor), e.g. u100000@login.lxp.lu:8822")
+    p.add_argument("--known-hosts", metavar="FILE", help="known_hosts file for --remote (default ~/.ssh/known_hosts)")
     p.add_argument("--version", action="version", version=f"benchctl {__version__}")
     p.add_argument("command", nargs=argparse.REMAINDER, help="one command to run, e.g. `benchctl status`")
     return p
@@ -56,6 +63,32 @@ def build_parser() -> argparse.ArgumentParser:
 def _exit_on_signal(signum: int, frame: FrameType | None) -> None:
     # A dropped SSH session sends SIGHUP: leave through the normal path so the transcript is saved.
     raise SystemExit(128 + signum)
+
+
+def remote_executor(args: argparse.Namespace) -> str | None:
+    """The executor the options ask for: ``--remote`` means ``ssh`` (and no other)."""
+    from benchctl.config import ConfigError
+
+    executor: str | None = args.executor
+    if args.remote is None:
+        return executor
+    if executor not in (None, "ssh"):
+        raise ConfigError(f"--remote runs jobs over SSH: it does not go with --executor {executor}")
+    from benchctl.executors.ssh_connect import parse_remote
+
+    try:
+        parse_remote(args.remote)
+    except ValueError as exc:
+        raise ConfigError(f"--remote {exc}") from None
+    return "ssh"
+
+
+def remote_settings(app: App, args: argparse.Namespace) -> None:
+    """``--remote``/``--known-hosts`` as settings of the ``[remote]`` section (``config`` shows them as options)."""
+    if args.remote is not None:
+        app.settings.layer({"remote.host": args.remote.strip()}, "option --remote")
+    if args.known_hosts is not None:
+        app.settings.layer({"remote.known_hosts": args.known_hosts}, "option --known-hosts")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -67,7 +100,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     setup_logging()
     try:
-        app = App(executor=args.executor, profile=None if args.profile in (None, "auto") else args.profile)
+        executor = remote_executor(args)
+        app = App(executor=executor, profile=None if args.profile in (None, "auto") else args.profile)
+        remote_settings(app, args)
     except ConfigError as exc:
         print(f"benchctl: {exc}", file=sys.stderr)
         return 2
@@ -97,6 +132,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     finally:  # also on Ctrl-C and crashes: the transcript survives
         app.autosave(one_shot=not interactive)
+        app.close()  # tunnels and the SSH connection
 
 
 if __name__ == "__main__":

@@ -45,7 +45,7 @@ log = logging.getLogger(__name__)
 PROMPT = "benchctl> "
 # Commands that change nothing (no job, no result): a one-shot `benchctl status` leaves no session folder.
 READ_ONLY = frozenset({"help", "history", "status", "check", "logs", "config", "save", "exit", "source", "results",
-                       "compare", "metrics"})
+                       "compare", "metrics", "report"})
 
 
 class App:
@@ -72,21 +72,30 @@ class App:
         self.saved_to: dict[Path, bool] = {}  # transcripts `save` wrote (path -> with HTML): autosave refreshes them
         self.changed = False  # a command that changes jobs or results ran: a one-shot run keeps its transcript
         self.sourcing = 0  # nesting depth of `source FILE`
+        self.current_line = ""  # the command line running now (secrets masked): run manifests record it
+        self.recipe_context: dict[str, object] | None = None  # the recipe a `run` is executing, for manifests
+        self.last_run_id = ""  # the run the last `bench` wrote (a recipe's report and summary name it)
         # Asks the user yes/no; the REPL sets a real question, batch modes (scripts) never ask: yes.
         self.confirm: Callable[[str], bool] = lambda question: True
         from benchctl.commands.bench import register as register_bench_commands
         from benchctl.commands.jobs import register as register_job_commands
         from benchctl.commands.metrics import register as register_metrics_commands
+        from benchctl.commands.report import register as register_report_commands
         from benchctl.commands.results import register as register_results_commands
+        from benchctl.commands.run import register as register_run_commands
         from benchctl.commands.services import register as register_service_commands
         from benchctl.commands.session import register as register_session_commands
+        from benchctl.commands.tunnel import register as register_tunnel_commands
 
         register_service_commands(self.registry)
         register_job_commands(self.registry)
         register_bench_commands(self.registry)
         register_metrics_commands(self.registry)
         register_results_commands(self.registry)
+        register_report_commands(self.registry)
+        register_run_commands(self.registry)
         register_session_commands(self.registry)
+        register_tunnel_commands(self.registry)
 
     # ---- lazily built parts --------------------------------------------------------------------
     @property
@@ -105,8 +114,17 @@ class App:
     def executor(self) -> Executor:
         if self._executor is None:
             name = self.settings.text("executor")
-            self._executor = make_executor(resolve_executor_name(name, self.runner), self.runner, self.home / "state")
+            self._executor = make_executor(resolve_executor_name(name, self.runner), self.runner, self.home / "state",
+                                           settings=self.settings)
         return self._executor
+
+    def close(self) -> None:
+        """End of the session: the executor's forwards and connection (ssh) are closed."""
+        if self._executor is not None:
+            try:
+                self._executor.close()
+            except Exception:  # leaving must never fail on a half-dead connection
+                log.exception("closing the executor failed")
 
     def service_context(self) -> ServiceContext:
         """The ServiceContext, built on first use (jinja2 and yaml load only when a service is touched)."""
@@ -164,6 +182,7 @@ class App:
             return
         if command.name not in READ_ONLY:
             self.changed = True
+        self.current_line = redact(line.strip())
         command.handler(self, parsed)
 
     def show_notices(self) -> None:

@@ -31,11 +31,13 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "profile": ("auto", *PROFILES),
     "container.runtime": ("auto", "apptainer", "none"),
     "network.connect": ("ip", "node", "localhost"),
+    "bench.client": ("here", "job"),
 }
 # Numbers with a lower bound: (minimum, strictly above it).
 MINIMUM: dict[str, tuple[float, bool]] = {
     "tunnel.port": (1, False), "slurm.stop_grace": (0, False), "ui.poll_interval": (0, True),
     "ui.wait_timeout": (0, True), "node.gpus": (0, False), "node.cpus_per_gpu": (1, False),
+    "remote.port": (0, False),
 }
 
 
@@ -82,11 +84,36 @@ def _packaged(name: str) -> str:
 
 
 @dataclass
+class RemoteSide:
+    """The login node the ``ssh`` executor submits to: jobs' paths name ITS user and home, not the laptop's."""
+
+    user: str
+    home_dir: Callable[[], str]  # its $HOME, asked over the connection the first time a path needs it
+    _home: str = field(default="", repr=False)
+
+    def home(self) -> str:
+        if not self._home:
+            self._home = self.home_dir()
+        return self._home
+
+    def expanduser(self, text: str) -> str:
+        """``~`` and ``~/x`` as the login node's shell expands them (``~other`` is left alone)."""
+        if text == "~" or text.startswith("~/"):
+            return self.home() + text[1:]
+        return text
+
+
+@dataclass
 class Settings:
-    """Effective configuration: ``values[key]`` and ``sources[key]`` (the layer that set it)."""
+    """Effective configuration: ``values[key]`` and ``sources[key]`` (the layer that set it).
+
+    ``remote`` is set by the ``ssh`` executor: then ``{user}``, ``~`` and ``{home}`` in the jobs' paths are the
+    login node's, while ``home`` (the job table, results, transcripts) stays on this machine.
+    """
 
     values: dict[str, Any] = field(default_factory=dict)
     sources: dict[str, str] = field(default_factory=dict)
+    remote: RemoteSide | None = None
 
     def layer(self, data: Mapping[str, Any], source: str, *, strict: bool = True, text: str = "") -> None:
         """Apply a layer. Unknown keys and values of the wrong type or outside their choices are an error
@@ -114,15 +141,30 @@ class Settings:
         return self.expand_text(self.text(key), **extra)
 
     def expand_text(self, text: str, **extra: str) -> str:
-        names = {"user": os.environ.get("USER") or getpass.getuser(), "account": self.text("slurm.account"),
-                 "home": str(Path(os.path.expanduser(self.text("home"))))}
-        names.update(extra)
+        return self._expand(text, self.remote, extra)
+
+    def _expand(self, text: str, remote: RemoteSide | None, extra: Mapping[str, str]) -> str:
+        if remote is None:
+            names = {"user": os.environ.get("USER") or getpass.getuser(),
+                     "home": str(Path(os.path.expanduser(self.text("home"))))}
+        else:
+            names = {"user": remote.user, "home": str(self.job_home)}
+        names.update({"account": self.text("slurm.account"), **extra})
         for _ in range(3):  # {scratch} may itself contain {account}
             if "{scratch}" in text:
                 text = text.replace("{scratch}", self.text("paths.scratch"))
             for k, v in names.items():
                 text = text.replace("{" + k + "}", v)
-        return os.path.expanduser(text)
+        return remote.expanduser(text) if remote else os.path.expanduser(text)
+
+    @property
+    def job_home(self) -> Path:
+        """Where jobs' folders live: ``home`` here, or on the login node (``remote.home``, else ``home`` as the
+        login node expands it) with the ``ssh`` executor."""
+        if self.remote is None:
+            return self.home
+        raw = str(self.values.get("remote.home") or "") or self.text("home")
+        return Path(self.remote.expanduser(raw.replace("{user}", self.remote.user)))
 
     @contextlib.contextmanager
     def overlay(self, values: Mapping[str, Any]) -> Iterator[None]:
@@ -141,10 +183,11 @@ class Settings:
 
     @property
     def home(self) -> Path:
-        return Path(self.expand("home"))
+        """benchctl's folder on THIS machine (job table, results, transcripts), even with the ssh executor."""
+        return Path(self._expand(self.text("home"), None, {}))
 
     def copy(self) -> Settings:
-        return Settings(dict(self.values), dict(self.sources))
+        return Settings(dict(self.values), dict(self.sources), self.remote)
 
 
 def _kind_name(value: Any) -> str:

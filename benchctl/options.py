@@ -197,6 +197,7 @@ class Option:
     complete: Complete = Complete.NONE
     short: str = ""
     required: bool = False
+    repeatable: bool = False  # given several times, the values collect into a list (``--set a=1 --set b=2``)
 
     @property
     def dest(self) -> str:

@@ -1,12 +1,10 @@
 #!/usr/bin/env bash
-# demo.sh - the main job on the embedded default, the `local` executor (no Slurm needed): a real ChromaDB and
-# the simulated LLM engine started as jobs, waited for until they answer, benchmarked (vectors with recall;
-# streaming LLM requests at 1 and 8 users), their logs shown, then stopped. Results go to
-# ~/benchctl/results/, the transcript to ~/benchctl/sessions/.
+# demo.sh - the main job on the embedded default, the `local` executor (no Slurm needed): the recipe
+# examples/demo.yaml starts a real ChromaDB and the simulated LLM engine as jobs, waits until they answer,
+# benchmarks them (vectors with recall; streaming LLM requests at 1, 4 and 16 users), writes each run's report
+# (tables, PNG plots, a self-contained HTML page) and stops them. Results go to ~/benchctl/results/, the
+# transcript to ~/benchctl/sessions/; the last line names the HTML report to open.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/setup.sh chroma
-exec .venv/bin/benchctl --executor local \
-  -e "start chroma; start llm-sim --ttft-ms 50 --itl-ms 10 --output-tokens 64; check chroma --wait --timeout 120;
-      check llm-sim --wait --timeout 60; bench chroma --n 5000 --dim 64 --concurrency 1,4 --duration 3;
-      bench llm-sim --concurrency 1,8 --duration 5 --output-tokens 64; logs chroma -n 5; status; stop all; save"
+scripts/setup.sh chroma,report
+exec .venv/bin/benchctl --executor local run examples/demo.yaml

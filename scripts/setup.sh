@@ -23,6 +23,8 @@ if [ "$EXTRA" = test ]; then
   for bin in prometheus promtool prometheus-pushgateway prometheus-node-exporter; do
     command -v "$bin" >/dev/null || { apt_install prometheus prometheus-pushgateway prometheus-node-exporter; break; }
   done
+  # The HTML report is checked in a real headless browser (tests/integration/test_report_browser.py).
+  command -v chromium >/dev/null || apt_install chromium
 fi
 
 if [ ! -x .venv/bin/python ]; then

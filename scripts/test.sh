@@ -9,17 +9,26 @@ scripts/setup.sh test
 scripts/setup-vllm.sh .venv-vllm
 
 started=0
-cleanup() { if [ "$started" = 1 ]; then scripts/local-slurm.sh stop || true; fi; }
+sshd_started=0
+cleanup() {
+  if [ "$sshd_started" = 1 ]; then scripts/local-sshd.sh stop || true; fi
+  if [ "$started" = 1 ]; then scripts/local-slurm.sh stop || true; fi
+}
 trap cleanup EXIT
 if ! scripts/local-slurm.sh status >/dev/null 2>&1; then
   started=1  # set first: a start that fails half-way must still stop what it started
   scripts/local-slurm.sh start
+fi
+# The OpenSSH server in front of that Slurm, for the ssh executor's tests (benchctl "on a laptop").
+if ! scripts/local-sshd.sh status >/dev/null 2>&1; then
+  sshd_started=1
+  scripts/local-sshd.sh start
 fi
 
 echo "[test] ruff, mypy"
 .venv/bin/ruff check benchctl tests scripts
 .venv/bin/mypy
 echo "[test] pytest"
-# Integration tests must not skip silently when the cluster or vLLM is missing: make that a failure.
-BENCHCTL_REQUIRE_SLURM=1 BENCHCTL_REQUIRE_VLLM=1 BENCHCTL_VLLM_VENV="$PWD/.venv-vllm" .venv/bin/python -m pytest -q "$@"
+# Integration tests must not skip silently when the cluster, sshd or vLLM is missing: make that a failure.
+BENCHCTL_REQUIRE_SLURM=1 BENCHCTL_REQUIRE_SSHD=1 BENCHCTL_REQUIRE_VLLM=1 BENCHCTL_VLLM_VENV="$PWD/.venv-vllm" .venv/bin/python -m pytest -q "$@"
 echo "[test] total $(( $(date +%s) - T0 )) s"

@@ -130,11 +130,12 @@ def test_stop_also_offers_all(with_jobs: App) -> None:
 
 
 def test_no_jobs_tracked(app: App) -> None:
-    # a pull job is followed like any other, so check and stop name it; start does not take it (pull does)
-    services = ["chroma", "io500", "llm-sim", "monitor", "ollama", "pull", "qdrant", "vllm"]
+    # pull and client jobs are followed like any other, so check and stop name them; start takes neither
+    # (pull and `bench --client job` submit them)
+    services = ["bench-client", "chroma", "io500", "llm-sim", "monitor", "ollama", "pull", "qdrant", "vllm"]
     assert completions(app, "check ") == services
     assert completions(app, "stop ") == [*services, "all"]
-    assert "pull" not in completions(app, "start ")
+    assert "pull" not in completions(app, "start ") and "bench-client" not in completions(app, "start ")
 
 
 def test_pull_offers_the_services_with_a_pinned_image_and_all(app: App) -> None:

@@ -69,6 +69,10 @@ CASES: dict[str, dict[str, Case]] = {
     "monitor": {"apptainer": Case("apptainer", {"retention": "7d"}, images=MONITOR_IMAGES),
                 "none": Case("none", {"no_grafana": True})},
     # pull's images come from the images table; the test table pins one image under the service's own name
+    # The client job: benchctl itself, no container, so the runtime changes nothing but the prelude; the local
+    # executor (the "none" case) starts the tasks itself, Slurm with one srun step.
+    "bench-client": {runtime: Case(runtime, {"client_tasks": 4, "nodes": 2, "tasks_per_node": 2,
+                                             "python": "/home/u/benchctl-venv/bin/python"}) for runtime in RUNTIMES},
     "pull": {"apptainer": Case("apptainer", {"images": "pull"}, "docker://chromadb/chroma:1.5.9")},
     "io500": {f"{runtime}-{nodes}node": Case(runtime, {"nodes": nodes, "tasks_per_node": 16}, IO500_IMAGE)
               for runtime in RUNTIMES for nodes in (1, 2)},

@@ -174,6 +174,9 @@ class Delta:
     value: float | None
     change: float | None  # % (relative) or the difference (absolute metrics); None without both values
     regressed: bool = False
+    # Both runs were repeated (--repeat): True = their 95 % intervals overlap (within noise, never a
+    # regression), False = they do not; None = no intervals to tell.
+    noise: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -211,7 +214,8 @@ class Comparison:
                       "better": "higher" if row.metric.higher_is_better else "lower",
                       "change_unit": "difference" if row.metric.absolute else "percent",
                       "threshold": row.threshold, "values": [c.value for c in row.cells],
-                      "changes": [c.change for c in row.cells], "regressed": [c.regressed for c in row.cells]}
+                      "changes": [c.change for c in row.cells], "regressed": [c.regressed for c in row.cells],
+                      "within_noise": [c.noise for c in row.cells]}
                      for row in self.rows],
             "regressions": [{"run_id": ids[r.run], "point": r.point, "metric": r.metric, "change": r.change,
                              "threshold": r.threshold} for r in self.regressions],
@@ -256,7 +260,8 @@ def compare(runs: Sequence[RunResult], overrides: Sequence[tuple[str, float | No
             if all(v is None for v in values):
                 continue
             limit = result.thresholds[metric.name]
-            cells = tuple(delta(metric, values[0], v, limit) for v in values)
+            cells = tuple(_with_noise(delta(metric, values[0], v, limit), points[0], p, metric.name)
+                          for v, p in zip(values, points, strict=True))
             result.rows.append(Row(label, metric, limit, cells))
             result.regressions += [Regression(i, label, metric.name, c.change, limit)
                                    for i, c in enumerate(cells) if c.regressed and c.change is not None
@@ -266,6 +271,18 @@ def compare(runs: Sequence[RunResult], overrides: Sequence[tuple[str, float | No
             result.notes.append(f"{label} is not in {', '.join(missing)}")
     result.notes += _differences(runs)
     return result
+
+
+def _with_noise(cell: Delta, base: Mapping[str, Any] | None, point: Mapping[str, Any] | None, name: str) -> Delta:
+    """A repeated run's cell: within noise when its interval overlaps the baseline's (then no regression)."""
+    from benchctl.bench.repeat import interval_of, overlap
+
+    if base is None or point is None or base is point:
+        return cell
+    same = overlap(interval_of(base, name), interval_of(point, name))
+    if same is None:
+        return cell
+    return Delta(cell.value, cell.change, cell.regressed and not same, same)
 
 
 # Configuration keys that say where or how long, not what was measured: a difference there is no caveat.

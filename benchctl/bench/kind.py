@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from benchctl.errors import UserError
-from benchctl.options import Complete, Option, path
+from benchctl.options import Complete, Option, integer, path
 
 if TYPE_CHECKING:
     from rich.console import RenderableType
@@ -85,6 +85,10 @@ def field_default(cls: type, name: str) -> Any:
 COMMON_OPTIONS: tuple[Option, ...] = (
     Option("--output", "also write the run JSON to FILE", path, metavar="FILE", complete=Complete.PATH),
     Option("--quiet", "print only the summary", None),
+    Option("--repeat", "run the whole benchmark N times: headline figures as mean, 95 % confidence interval "
+           "(Student's t) and coefficient of variation", integer(1, 100), default=1, metavar="N"),
+    Option("--reference", "YAML file of expected values (lower/upper bounds per service, model, point and "
+           "metric): each figure is marked in or out of its band", path, metavar="FILE", complete=Complete.PATH),
 )
 
 

@@ -363,6 +363,11 @@ class RunWriter:
         return path
 
 
+def write_json(path: Path, data: Any) -> None:
+    """``data`` as indented JSON, secrets masked, written whole or not at all (0600)."""
+    _write_atomic(path, json.dumps(redact_value(data), indent=1, default=str))
+
+
 def _write_atomic(path: Path, text: str) -> None:
     """``path`` gets all of ``text`` or keeps what it had: no half-written file on a full disk."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
@@ -388,4 +393,4 @@ def _flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 __all__ = ["SCHEMA_VERSION", "PointResult", "ResultError", "RunEntry", "RunResult", "RunWriter", "git_sha",
-           "iter_runs", "now_iso", "read_run", "unlist_run"]
+           "iter_runs", "now_iso", "read_run", "unlist_run", "write_json"]

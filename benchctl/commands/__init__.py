@@ -151,9 +151,13 @@ def parse_args(app: App, command: Command, argv: Sequence[str]) -> ParsedArgs:
                 else:
                     raise CommandError(f"{command.name}: {opt.flag} needs a value")
                 try:
-                    parsed.opts[opt.dest] = opt.convert(value)
+                    converted = opt.convert(value)
                 except OptionError as exc:
                     raise CommandError(f"{command.name}: {exc}") from None
+                if opt.repeatable:
+                    parsed.opts.setdefault(opt.dest, []).append(converted)
+                else:
+                    parsed.opts[opt.dest] = converted
         else:
             parsed.positionals.append(word)
         i += 1

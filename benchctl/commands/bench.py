@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from benchctl.bench.client.options import CLIENT_OPTIONS, client_plan
 from benchctl.bench.kind import COMMON_OPTIONS, BenchError, BenchKind, BenchTarget, PartialRun
 from benchctl.commands import Command, CommandError, ParsedArgs, Registry
 from benchctl.commands.lifecycle import refresh, resolve_jobs, start_values, wait_for, wait_timeout
@@ -61,9 +62,9 @@ def bench_options(app: App, positionals: Sequence[str]) -> tuple[Option, ...]:
     from benchctl.services.server import BatchRun
 
     if cls is None:
-        return COMMON_OPTIONS + kind.options + kind.direct_options
+        return COMMON_OPTIONS + kind.options + kind.direct_options + CLIENT_OPTIONS
     start = cls.start_options() if issubclass(cls, BatchRun) else ()
-    return COMMON_OPTIONS + TARGET_OPTIONS + kind.options + kind.service_options + start
+    return COMMON_OPTIONS + TARGET_OPTIONS + kind.options + kind.service_options + CLIENT_OPTIONS + start
 
 
 def bench_topics(app: App) -> list[str]:
@@ -115,7 +116,9 @@ def service_target(app: App, name: str, args: ParsedArgs) -> BenchTarget:
     record = {"name": name, "job_id": job.id, "nodes": job.host or job.nodes, "endpoint": endpoint.url,
               "image": job.options.get("image", ""), "runtime": job.options.get("runtime", ""),
               "model": job.options.get("model", ""), "options": dict(job.options)}
-    return BenchTarget(name=name, url=endpoint.url, job=job, service=service, record=record,
+    # What the client connects to: the same endpoint, through a local forward when benchctl runs on a laptop.
+    client = service.client_endpoint(job) if isinstance(service, Server) else None
+    return BenchTarget(name=name, url=(client or endpoint).url, job=job, service=service, record=record,
                        headers=service.credentials(job), sidecars=exporter_targets(app, job))
 
 
@@ -188,18 +191,41 @@ class UiProgress:
         self.app.ui.warn(text)
 
 
+def attach_manifest(app: App, result: Any, target: BenchTarget, kind: str, values: dict[str, Any],
+                    folder: Path) -> None:
+    """The run's manifest into run.json (``manifest``) and ``manifest.json``; a fact it cannot learn is left
+    out, and a manifest that cannot be written never costs the measurement."""
+    from benchctl.bench.manifest import build_manifest
+    from benchctl.bench.results import write_json
+
+    try:
+        manifest = build_manifest(app, target, kind, values)
+        result.extra["manifest"] = manifest
+        write_json(folder / "manifest.json", manifest)
+    except OSError as exc:
+        app.ui.warn(f"manifest.json not written: {exc.strerror}")
+
+
 def cmd_bench(app: App, args: ParsedArgs) -> None:
     """Benchmark a ready service with its client (LLM servers: streaming load with vLLM's metrics; vector
     databases: ingest, recall@k and a QPS sweep; IO500: submit, wait, scores), or any endpoint with `bench llm
     --url URL` / `bench vector --url URL --store S`. Results go to ~/benchctl/results/<run-id>/."""
     from benchctl.bench.results import RunWriter
+    from benchctl.commands.repeat import load_reference, mark_reference, repeat_of, run_repeated, say_reference
 
+    if repeat_of(args) > 1:
+        run_repeated(app, args, cmd_bench)
+        return
+    bands = load_reference(args)
     kind, cls = resolve_kind(app, args.positionals[0])
     if cls is not None and app.jobs.get(args.positionals[0]) is not None and not args.get("job"):
         args.opts["job"] = args.positionals[0]  # `bench JOBID` = `bench SERVICE --job JOBID`
     values = {o.dest: args.get(o.dest) for o in bench_options(app, args.positionals) if args.get(o.dest) is not None}
     try:
         config = kind.config(values)  # checked before anything waits or is submitted
+        plan, note = client_plan(kind.name, values, app.settings.text("bench.client"))
+        if note:
+            app.ui.info(note)
         target = kind.direct_target(config) if cls is None else service_target(app, cls.name, args)
     except BenchError as exc:
         raise CommandError(str(exc)) from None
@@ -210,18 +236,30 @@ def cmd_bench(app: App, args: ParsedArgs) -> None:
     interrupted: BaseException | None = None
     try:
         with app.ui.status(f"bench {target.name}: starting…") as status:
-            result = kind.run(target, config, writer, UiProgress(app, status, bool(args.get("quiet"))))
+            progress = UiProgress(app, status, bool(args.get("quiet")))
+            plan, note = plan.for_url(target.url)
+            if note:
+                progress.info(note)
+            if plan.in_process:
+                result = kind.run(target, config, writer, progress)
+            else:  # client tasks, here or as a Slurm job (bench.client)
+                from benchctl.bench.client.launch import run_client
+
+                result = run_client(app, plan, kind, target, config, writer, progress)  # type: ignore[arg-type]
     except BenchError as exc:
         raise CommandError(str(exc)) from None
     except PartialRun as exc:  # Ctrl-C / SIGTERM / a failure mid-run: keep and show what was measured
         result, interrupted = exc.result, exc.cause
     output = Path(args.get("output")).expanduser() if args.get("output") else None
+    attach_manifest(app, result, target, kind.name, values, writer.dir)
+    reference = mark_reference(app, result, bands, str(args.get("reference") or ""))
     try:
         path = writer.finish(result, extra_output=output)
     except OSError as exc:  # a full disk: what was measured is still shown, and the failure said as such
         app.ui.renderable(kind.summary_view(result))
         raise CommandError(f"results not saved: {exc.strerror}: {exc.filename or writer.dir} (the summary above "
                            "is all that is left of this run)") from None
+    app.last_run_id = result.run_id
     app.ui.renderable(kind.summary_view(result))
     app.ui.info(f"results: {path}" + (f" (and {output})" if output else ""))
     if writer.index_error is not None:
@@ -237,7 +275,7 @@ def cmd_bench(app: App, args: ParsedArgs) -> None:
     from benchctl.commands.metrics import report_to_monitor
 
     report_to_monitor(app, result, writer.dir)
-    problems = kind.problems(result)
+    problems = kind.problems(result) + say_reference(app, reference)
     if problems:
         raise CommandError(f"bench {target.name}: " + "; ".join(problems))
 

@@ -34,8 +34,11 @@ def job_table(app: App, jobs: Sequence[Job]) -> Table:
         ep = app.service(job.service).endpoint(job) if job.port and not job.state.is_final else None
         endpoint = f"{ep.host}:{ep.port}" if ep else ""
         reason = job.reason or (f"exit {job.exit_code}" if job.exit_code not in (None, 0) else "")
+        # A job of a login node reached over SSH (the ssh executor) names it: a laptop may drive several.
+        remote = str(job.extra.get("remote") or "").rpartition("@")[2].split(":")[0]
+        node = job.host or job.nodes
         table.add_row(job.id, job.service, Text(job.state.value, style=STATE_STYLE.get(job.state, "")),
-                      job.host or job.nodes, endpoint, "yes" if job.ready else job.health,
+                      f"{node}@{remote}" if remote else node, endpoint, "yes" if job.ready else job.health,
                       f"{age // 3600}h{age % 3600 // 60:02d}m" if age >= 3600 else f"{age // 60}m{age % 60:02d}s",
                       reason)
     return table

@@ -70,7 +70,8 @@ def cmd_metrics(app: App, args: ParsedArgs) -> None:
         raise CommandError(f"metrics: {job.label} has ended ({job.state.value})")
     monitor = app.service("monitor")
     mon_job = monitor.active() if isinstance(monitor, Monitor) else None
-    prom = monitor.endpoint(mon_job) if isinstance(monitor, Monitor) and mon_job is not None else None
+    # client_endpoint: through a forward of the SSH connection when benchctl runs on a laptop (--remote).
+    prom = monitor.client_endpoint(mon_job) if isinstance(monitor, Monitor) and mon_job is not None else None
     interval = float(args.get("interval") or 2.0)
     samples: list[tuple[float, dict[str, float]]] = []
 
@@ -110,7 +111,7 @@ def cmd_metrics(app: App, args: ParsedArgs) -> None:
 def _scrape(service: Server, job: Job) -> dict[str, float]:
     from benchctl.bench.llm.server_metrics import scrape
 
-    ep = service.endpoint(job)
+    ep = service.client_endpoint(job)
     if ep is None:
         raise CommandError(f"metrics: {job.label} has no endpoint yet ('check {job.id}')")
     values = scrape(ep.url, service.credentials(job))
@@ -142,7 +143,7 @@ def report_to_monitor(app: App, result: RunResult, run_dir: Path) -> None:
     service = app.services.get(str(result.service.get("name") or ""))
     key_series = tuple(getattr(service, "key_series", ()))
     job_id = str(result.service.get("job_id") or "")
-    prom = monitor.endpoint(job)
+    prom = monitor.client_endpoint(job)
     if not key_series or not job_id or prom is None:
         return
     try:

@@ -200,6 +200,8 @@ def _change(metric: Metric, cell: Delta) -> Text:
     else:
         shown = f"{cell.change:+.1f}%"
     better = cell.change > 0 if metric.higher_is_better else cell.change < 0
+    if cell.noise:  # both repeated, intervals overlap: no claim either way
+        return Text(shown + " ~", style="dim")
     return Text(shown + (" !" if cell.regressed else ""),
                 style="bold red" if cell.regressed else "green" if better and abs(cell.change) > 1e-9 else "")
 
@@ -232,7 +234,9 @@ def comparison_view(comparison: Comparison) -> list[Text | FitTable]:
     metrics = {row.metric.name: row.metric for row in comparison.rows}
     gated = [f"{name} {_limit(metrics[name], limit)}" for name, limit in comparison.thresholds.items()
              if limit is not None and name in metrics]
-    parts.append(Text("Δ against A; ! = worse than its threshold (" + (", ".join(gated) or "none") + ")"))
+    parts.append(Text("Δ against A; ! = worse than its threshold (" + (", ".join(gated) or "none") + ")"
+                      + ("; ~ = within noise (95 % intervals of the repeated runs overlap)"
+                         if any(c.noise for row in comparison.rows for c in row.cells) else "")))
     return parts
 
 
@@ -256,6 +260,22 @@ def threshold_list(raw: str) -> list[tuple[str, float | None]]:
         return parse_thresholds(raw)
     except CompareError as exc:
         raise OptionError(str(exc)) from None
+
+
+def reference_marks(app: App, runs: Sequence[RunResult], path: str | None) -> str:
+    """``compare --reference FILE``: each run's figures against the bands; the failure text, or ""."""
+    if not path:
+        return ""
+    from benchctl.bench.reference import check, load_bands, summary
+
+    bands, outside = load_bands(path), 0
+    for letter, run in zip("ABCDE", runs, strict=False):
+        head, lines = summary(check(run, bands))
+        outside += len(lines)
+        (app.ui.warn if lines else app.ui.info)(f"{letter} {head}")
+        for line in lines:
+            app.ui.text(f"  {line}")
+    return f"{outside} figure(s) outside the reference bands" if outside else ""
 
 
 def cmd_compare(app: App, args: ParsedArgs) -> None:
@@ -286,8 +306,11 @@ def cmd_compare(app: App, args: ParsedArgs) -> None:
             app.ui.print(part, wrap=isinstance(part, Text))
         for note in comparison.notes:
             app.ui.print(Text(f"note: {note}", style="dim"), wrap=True)
+    problems = reference_marks(app, runs, args.get("reference"))
     if comparison.regressions:
-        raise CommandError(regression_summary(comparison))
+        raise CommandError(regression_summary(comparison) + (f"; {problems}" if problems else ""))
+    if problems:
+        raise CommandError(f"compare: {problems}")
     if not args.get("json"):
         app.ui.success("no regression beyond the thresholds")
 
@@ -307,5 +330,7 @@ def register(registry: Registry) -> None:
         "compare saved runs point by point; fail on a regression", (Complete.RUN,) * MAX_RUNS,
         (Option("--threshold", "tolerated worsening, e.g. ttft_p99=20,throughput=5,recall=off", threshold_list,
                 metavar="METRIC=PCT,..."),
-         Option("--json", "the comparison as JSON (for scripts)", None)),
+         Option("--json", "the comparison as JSON (for scripts)", None),
+         Option("--reference", "YAML file of expected bands: each run's figures marked in or out", text,
+                metavar="FILE", complete=Complete.PATH)),
         min_args=2))

@@ -66,6 +66,20 @@ class Executor(ABC):
     def cancel(self, job_id: str) -> None:
         """Cancel the job (pending or running)."""
 
+    @property
+    def remote(self) -> str:
+        """The login node the jobs go to (``user@host[:port]``; "" when they run from here): labels the jobs."""
+        return ""
+
+    def reach(self, host: str, port: int) -> tuple[str, int]:
+        """Where this machine connects to reach ``host:port`` as the jobs' side sees it (the ``ssh`` executor
+        forwards it to a local port; the others reach it directly)."""
+        return host, port
+
+    def close(self) -> None:
+        """Release what the executor holds (connections, forwards) when the session ends."""
+        return None
+
     def accounts(self) -> tuple[str, list[str]]:
         """(the user's default account, all accounts they may charge) as the scheduler knows them; ("", [])
         where there are none (the local executor) or the scheduler cannot tell."""

@@ -65,6 +65,19 @@ class Runner:
     def which(self, program: str) -> bool:
         return shutil.which(program) is not None
 
+    def start(self, argv: Sequence[str], *, output: str, env: Mapping[str, str] | None = None,
+              cwd: str | None = None) -> subprocess.Popen[bytes]:
+        """Start a program in the background (stdin closed, stdout and stderr appended to ``output``); the
+        caller polls and ends it. Local client tasks (``bench --client here --client-tasks N``) run this way."""
+        argv = tuple(str(a) for a in argv)
+        log.debug("start %s", argv)
+        with open(output, "ab") as out:
+            try:
+                return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                                        env=dict(env) if env else None, cwd=cwd)
+            except FileNotFoundError as exc:
+                raise CommandNotFound(f"{argv[0]}: {exc.strerror}") from None
+
 
 def submission_env(base: Mapping[str, str] | None = None) -> dict[str, str]:
     """The environment for sbatch: the caller's, minus any enclosing allocation's SBATCH_*/SLURM_* settings."""

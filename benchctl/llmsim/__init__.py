@@ -38,6 +38,11 @@ Model of a request:
   to arrival. Arrival is stamped when the request's first bytes reach the process (``data_received``, before
   aiohttp parses them), a send time when the chunk has been handed to the kernel: the server's own work,
   queueing included, is inside the truth, not outside it.
+* **Workloads** (``structured``): structured-output fields (``response_format``, ``structured_outputs``,
+  ``guided_*``, Ollama's ``format``) get an answer meeting the constraint (``--invalid-rate`` breaks a share on
+  purpose); a prefix cache of 16-word blocks counts ``vllm:prefix_cache_queries_total``/``hits_total``; the truth
+  carries ``prefix_hit_tokens``, ``constraint``/``invalid`` and, for chat, the ``messages`` received (role, words,
+  sha1 of the content); request bodies up to 64 MiB (trace-sized prompts).
 * **Clock.** Every stamp and deadline uses ``time.monotonic()``, not ``loop.time()``: uvloop's loop clock is
   cached per iteration with millisecond resolution.
 """

@@ -36,14 +36,15 @@ class SimConfig:
     seed: int | None = None
     truth_log: str = ""  # also append every finished request's truth ({"id", "llmsim"}) to this JSONL file
     api_key: str = ""  # when set, /v1/* and the Ollama generate/chat/tags routes need "Authorization: Bearer KEY"
+    invalid_rate: float = 0.0  # share of constrained (structured-output) answers that break their constraint
 
     def __post_init__(self) -> None:
         if self.ttft_ms < 0 or self.itl_ms < 0:
             raise ValueError("ttft and itl must be >= 0")
         if self.output_tokens < 1 or self.tokens_per_chunk < 1 or self.max_concurrency < 1:
             raise ValueError("output tokens, tokens per chunk and max concurrency must be >= 1")
-        if not (0.0 <= self.error_rate <= 1.0 and 0.0 <= self.disconnect_rate <= 1.0):
-            raise ValueError("error and disconnect rates must be within [0, 1]")
+        if not all(0.0 <= r <= 1.0 for r in (self.error_rate, self.disconnect_rate, self.invalid_rate)):
+            raise ValueError("error, disconnect and invalid rates must be within [0, 1]")
 
 
 class Histogram:
@@ -79,6 +80,8 @@ class Metrics:
     errors: int = 0
     disconnects: int = 0
     aborted: int = 0
+    prefix_queries: int = 0  # prompt tokens looked up in the prefix cache, and those found (vLLM's counters)
+    prefix_hits: int = 0
     ttft: Histogram = field(default_factory=lambda: Histogram(TTFT_BUCKETS))
     itl: Histogram = field(default_factory=lambda: Histogram(ITL_BUCKETS))
     e2e: Histogram = field(default_factory=lambda: Histogram(LATENCY_BUCKETS))
@@ -111,6 +114,10 @@ class Metrics:
                self.e2e.lines("vllm:e2e_request_latency_seconds", lab))
         metric("vllm:request_queue_time_seconds", "histogram", "Histogram of time spent waiting in the queue.",
                self.queue.lines("vllm:request_queue_time_seconds", lab))
+        metric("vllm:prefix_cache_queries", "counter", "Prefix cache queries, in terms of number of queried tokens.",
+               [f"vllm:prefix_cache_queries_total{{{lab}}} {self.prefix_queries}.0"])
+        metric("vllm:prefix_cache_hits", "counter", "Prefix cache hits, in terms of number of cached tokens.",
+               [f"vllm:prefix_cache_hits_total{{{lab}}} {self.prefix_hits}.0"])
         metric("llmsim:injected_errors", "counter", "Requests answered HTTP 500 by --error-rate.",
                [f"llmsim:injected_errors_total{{{lab}}} {self.errors}.0"])
         metric("llmsim:injected_disconnects", "counter", "Streams cut by --disconnect-rate.",
@@ -171,6 +178,8 @@ class Plan:
     cut_after: int | None  # disconnect after this many chunks
     start: float = 0.0
     sent: list[float] = field(default_factory=list)
+    pieces: list[str] | None = None  # a structured answer's text, one piece per token (None: the word stream)
+    extra: dict[str, Any] = field(default_factory=dict)  # request facts for the truth (messages, cache hits, ...)
 
     def token_due(self, cfg: SimConfig, i: int) -> float:
         return self.start + (cfg.ttft_ms + i * cfg.itl_ms) / 1000.0
@@ -189,7 +198,7 @@ class Plan:
                 "scheduled_first_token_ms": rel(self.token_due(cfg, 0)),
                 "scheduled_token_ms": [rel(self.token_due(cfg, i)) for i in range(self.output_tokens)],
                 "chunk_sent_ms": [rel(t) for t in self.sent], "tokens_per_chunk": cfg.tokens_per_chunk,
-                "ttft_ms": cfg.ttft_ms, "itl_ms": cfg.itl_ms}
+                "ttft_ms": cfg.ttft_ms, "itl_ms": cfg.itl_ms, **self.extra}
 
 
 class Disconnect(Exception):

@@ -28,38 +28,10 @@ from benchctl.llmsim.model import (
     count_words,
     positive_int,
 )
+from benchctl.llmsim.stamping import StampingServer, arrival_of
+from benchctl.llmsim.structured import PrefixCache, shape
 
 GUARDED = ("/v1", "/api/generate", "/api/chat", "/api/tags")
-
-
-class _Arrivals(web.RequestHandler):
-    """aiohttp's per-connection protocol, plus the moment a request's first bytes reached this process
-    (``data_received``, before aiohttp parses them): the arrival the truth is measured from. A busy server
-    parses and starts the handler a few ms later; that delay is the server's, not the client's."""
-
-    arrived: float | None = None
-
-    def data_received(self, data: bytes) -> None:
-        if self.arrived is None:
-            self.arrived = CLOCK()
-        super().data_received(data)
-
-
-class _StampingServer(web.Server):
-    def __call__(self) -> web.RequestHandler:
-        # web.Server.__call__ builds a RequestHandler from these same (private) fields.
-        return _Arrivals(self, loop=self._loop, **self._kwargs)
-
-
-def arrival_of(request: web.BaseRequest) -> float:
-    """When the request's bytes arrived (see _Arrivals); the stamp is consumed so the next request on this
-    keep-alive connection gets its own. Called once the whole body has been read (else its last bytes would
-    stamp the next request too early)."""
-    proto = request.protocol
-    stamp = getattr(proto, "arrived", None)
-    if isinstance(proto, _Arrivals):
-        proto.arrived = None
-    return stamp if stamp is not None else CLOCK()
 
 
 class Simulator:
@@ -69,6 +41,7 @@ class Simulator:
         self.rng = random.Random(cfg.seed)
         self.slots: asyncio.Semaphore | None = None  # created on the serving loop
         self.created = int(time.time())
+        self.cache = PrefixCache()
         self._truth_log: IO[str] | None = None
 
     def truth(self, plan: Plan, rid: str) -> dict[str, Any]:
@@ -116,7 +89,7 @@ class Simulator:
                 return web.json_response({"error": f"{request.method} {request.path}: not here"}, status=status)
             return await handler(request, arrival)
 
-        return _StampingServer(dispatch, access_log=None)
+        return StampingServer(dispatch, access_log=None)
 
     async def health(self, request: web.BaseRequest, arrival: float) -> web.Response:
         return web.Response(status=200)
@@ -190,6 +163,16 @@ class Simulator:
     def text(self, i: int) -> str:
         return " " + WORDS[i % len(WORDS)]
 
+    def piece(self, plan: Plan, i: int) -> str:
+        """Token ``i`` of the answer: a structured answer's piece, else the next word."""
+        return plan.pieces[i] if plan.pieces is not None else self.text(i)
+
+    def shape(self, plan: Plan, body: dict[str, Any], chat: bool) -> None:
+        """The workload side of a request (``structured.shape``): prefix-cache hits, the messages it carried,
+        a structured answer."""
+        shape(plan, body, chat, self.cache, self.rng, self.cfg.invalid_rate)
+        self.metrics.prefix_queries, self.metrics.prefix_hits = self.cache.queries, self.cache.hits
+
     async def generate(self, plan: Plan, emit: Any) -> bool:
         """Wait for a slot, then call ``await emit(first, end)`` for every chunk at its deadline.
 
@@ -245,7 +228,7 @@ class Simulator:
         pieces: list[str] = []
 
         async def collect(first: int, end: int) -> None:
-            pieces.extend(self.text(i) for i in range(first, end))
+            pieces.extend(self.piece(plan, i) for i in range(first, end))
 
         try:
             await self.generate(plan, collect)
@@ -274,6 +257,7 @@ class Simulator:
                 prompt_tokens = count_words(body.get("prompt"))
                 max_tokens = positive_int(body, "max_tokens")
             plan = self.plan(arrival, prompt_tokens, max_tokens, positive_int(body, "min_tokens"))
+            self.shape(plan, body, chat)
         except BadRequest as exc:
             return web.json_response({"object": "error", "message": str(exc), "type": "BadRequestError",
                                       "param": None, "code": exc.status}, status=exc.status)
@@ -320,7 +304,7 @@ class Simulator:
             return event(payload)
 
         async def emit(first: int, end: int) -> None:
-            text = "".join(self.text(i) for i in range(first, end))
+            text = "".join(self.piece(plan, i) for i in range(first, end))
             reason = plan.finish_reason if end == plan.output_tokens else None
             data = b""
             if chat:
@@ -360,6 +344,7 @@ class Simulator:
             max_tokens = positive_int({"num_predict": num_predict}, "num_predict") if num_predict not in (
                 None, -1, -2) else None
             plan = self.plan(arrival, prompt_tokens, max_tokens, None)
+            self.shape(plan, body, chat)
         except BadRequest as exc:
             return web.json_response({"error": str(exc)}, status=exc.status)
         if plan.fail:
@@ -405,7 +390,7 @@ class Simulator:
         await resp.prepare(request)
 
         async def emit(first: int, end: int) -> None:
-            text = "".join(self.text(i) for i in range(first, end))
+            text = "".join(self.piece(plan, i) for i in range(first, end))
             await resp.write(orjson.dumps(piece(text, False)) + b"\n")
 
         try:

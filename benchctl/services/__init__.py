@@ -10,6 +10,7 @@ from pathlib import Path
 
 from benchctl.registry import Registry
 from benchctl.services.base import ServiceContext, ServiceError, SlurmServer
+from benchctl.services.benchclient import BenchClient
 from benchctl.services.chroma import Chroma
 from benchctl.services.io500 import Io500
 from benchctl.services.llmsim import LlmSim
@@ -22,7 +23,7 @@ from benchctl.services.vllm import Vllm
 from benchctl.templates import find_resource_dir
 
 SERVICES: Registry[type[SlurmServer]] = Registry(
-    "service", (Chroma, Qdrant, Io500, Vllm, Ollama, LlmSim, Monitor, Pull), key=lambda cls: cls.name)
+    "service", (Chroma, Qdrant, Io500, Vllm, Ollama, LlmSim, Monitor, Pull, BenchClient), key=lambda cls: cls.name)
 
 
 def load_images(path: Path | None = None) -> dict[str, str]:

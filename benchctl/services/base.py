@@ -205,7 +205,8 @@ class SlurmServer(ABC):
 
     def new_run_dir(self) -> Path:
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-        return self.ctx.settings.home / "jobs" / f"{self.name}-{stamp}-{secrets.token_hex(2)}"
+        # job_home: on the login node with the ssh executor (the job table stays on this machine).
+        return self.ctx.settings.job_home / "jobs" / f"{self.name}-{stamp}-{secrets.token_hex(2)}"
 
     def submit(self, values: Mapping[str, Any]) -> Job:
         run_dir = self.new_run_dir()
@@ -226,7 +227,9 @@ class SlurmServer(ABC):
         job = Job(id=job_id, service=self.name, executor=self.ctx.executor.name, script_path=str(script_path),
                   out_path=str(run_dir / f"slurm-{job_id}.out"), err_path=str(run_dir / f"slurm-{job_id}.err"),
                   run_dir=str(run_dir),
-                  options={k: option_text(v) for k, v in values.items() if v is not None})
+                  options={k: option_text(v) for k, v in values.items() if v is not None},
+                  # Which cluster (the ssh executor's user@host): the table on a laptop may hold several.
+                  extra={"remote": self.ctx.executor.remote} if self.ctx.executor.remote else {})
         try:
             self.ctx.jobs.add(job)
         except (OSError, TableReadOnly) as exc:
@@ -357,6 +360,10 @@ class SlurmServer(ABC):
 
     def log_info(self, job: Job) -> logparse.LogInfo:
         return read_log_info(self.files, job.out_path, job.err_path)
+
+    def model_revision(self, job: Job) -> str:
+        """The revision of the model the job serves (an HF snapshot hash), for the run manifest; "" unknown."""
+        return ""
 
     # ---- stop --------------------------------------------------------------------------------
     def stop(self, job: Job, grace: float, *, poll: float = 0.5) -> Job:

@@ -15,6 +15,7 @@ class Chroma(VectorServer):
     summary = "ChromaDB vector database (chroma run, HTTP API v2)"
     template = "chroma.sbatch.j2"
     health_path = "/api/v2/heartbeat"
+    version_path = "/api/v2/version"
     default_cpus = 4
     ready_timeout = 300
     # Chroma's server (`chroma run`, Rust, 1.x) has no authentication: its CHROMA_SERVER_AUTHN_* settings are

@@ -37,6 +37,7 @@ class LlmSim(LlmServer):
     key_series = VLLM_SERIES
     shown_options = ("model", "ttft_ms", "itl_ms", "output_tokens")
     health_path = "/health"
+    version_path = "/api/version"
     default_cpus = 2
     ready_timeout = 120
     default_model = "sim"

@@ -157,8 +157,12 @@ class Monitor(Server):
         return {k: v for k, v in out.items() if v}
 
     def pushgateway(self, job: Job) -> Endpoint | None:
+        """The Pushgateway as benchctl reaches it (through a forward when it runs on a laptop)."""
         ep, port = self.endpoint(job), self.ports(job).get("pushgateway")
-        return Endpoint(ep.host, port) if ep and port else None
+        if not (ep and port):
+            return None
+        host, local = self.ctx.executor.reach(ep.host, port)
+        return Endpoint(host, local)
 
     def active(self) -> Job | None:
         """The newest active monitor job of this executor (what bench pushes to), refreshed, or None."""

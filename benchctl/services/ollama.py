@@ -58,6 +58,7 @@ class Ollama(LlmServer):
     template = "ollama.sbatch.j2"
     shown_options = ("model", "parallel")
     health_path = TAGS_PATH  # 200 once the server is up; probe() also requires the model to be listed
+    version_path = "/api/version"
     uses_gpu = True
     default_cpus = 8
     ready_timeout = 600  # bound of the job's own "is the server up" loops (not of the model download)

@@ -34,6 +34,7 @@ class Qdrant(VectorServer):
                   Series("REST req/s", "rest_responses_total", counter=True),
                   Series("REST fail/s", "rest_responses_fail_total", counter=True))
     health_path = "/readyz"  # on Qdrant's auth whitelist: answers without the API key
+    version_path = "/"
     auth = "api-key"  # QDRANT__SERVICE__API_KEY; --api-key-env VAR uses a key of the user's instead
     default_cpus = 4
     ready_timeout = 300

@@ -55,6 +55,7 @@ class Server(SlurmServer):
     """A long-lived service: ready when its health endpoint answers; benchmarked by its ``bench_kind``."""
 
     health_path: ClassVar[str] = "/"
+    version_path: ClassVar[str] = ""  # where the server states its version (the run manifest records it)
     default_port: ClassVar[int] = 0  # 0 = the job picks a free port on its node
     key_series: ClassVar[tuple[Series, ...]] = ()  # what `metrics SERVICE` shows (from metrics_path)
 
@@ -69,9 +70,21 @@ class Server(SlurmServer):
         host = {"localhost": "127.0.0.1", "node": job.host or job.nodes}.get(connect, job.endpoint_host)
         return Endpoint(host, job.port) if host else None
 
+    def client_endpoint(self, job: Job) -> Endpoint | None:
+        """The endpoint as benchctl itself connects to it (probes, bench): through an automatic local forward
+        with the ssh executor, since a laptop cannot reach a compute node's port."""
+        ep = self.endpoint(job)
+        if ep is None:
+            return None
+        host, port = self.ctx.executor.reach(ep.host, ep.port)
+        return Endpoint(host, port, ep.scheme, ep.path_prefix)
+
     def tunnel(self, job: Job, port: int) -> str:
         """The ssh command that brings the job's ``port`` to the user's machine ("" for a job run here)."""
         s = self.ctx.settings
+        if job.executor == "ssh" and self.ctx.executor.name == "ssh":
+            # benchctl runs on the laptop already: its own connection forwards the port.
+            return f"'tunnel {job.id}' (a forward over benchctl's SSH connection)"
         host, node = s.text("tunnel.host"), job.host or job.nodes
         # A tunnel only makes sense to a compute node of a cluster: not for a job run here by the local executor.
         if not host or not node or job.executor == "local":
@@ -81,7 +94,7 @@ class Server(SlurmServer):
 
     def probe(self, job: Job) -> bool:
         """One readiness check: the service's health endpoint answers 200."""
-        ep = self.endpoint(job)
+        ep = self.client_endpoint(job)
         return ep is not None and http_get(ep.url + self.health_path, headers=self.credentials(job))[0] == 200
 
     def stopped_inside(self, markers: dict[str, str]) -> bool:

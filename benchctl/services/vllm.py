@@ -62,6 +62,7 @@ class Vllm(LlmServer):
     metrics_path = "/metrics"
     key_series = VLLM_SERIES
     health_path = "/health"
+    version_path = "/version"
     uses_gpu = True
     auth = "bearer"  # VLLM_API_KEY: vLLM guards /v1/* (not /health, /metrics, /tokenize)
     ready_timeout = 1800  # weights are downloaded and loaded, CUDA graphs captured: minutes for big models
@@ -139,6 +140,17 @@ class Vllm(LlmServer):
         status, body = http_get(url + "/v1/models", headers=headers)
         ids = served_models(body) if status == 200 else []
         return wanted if (wanted in ids or not ids) else ids[0]
+
+    def model_revision(self, job: Job) -> str:
+        """The snapshot the HF cache resolved the model to (refs/main: the commit hash), "" for a local path."""
+        cache, model = self.log_info(job).markers.get("HF_CACHE", ""), job.options.get("model", "")
+        if not cache or not model or model.startswith("/") or model.count("/") != 1:
+            return ""
+        ref = Path(cache) / "hub" / ("models--" + model.replace("/", "--")) / "refs" / "main"
+        try:
+            return self.files.read_text(ref).strip()[:64]
+        except (OSError, UnicodeDecodeError):
+            return ""
 
     def probe(self, job: Job) -> bool:
         """Ready = ``/health`` answers 200 (engine up) AND ``/v1/models`` lists a model (the API serves it)."""

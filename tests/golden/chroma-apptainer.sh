@@ -20,6 +20,11 @@ else
   echo "benchctl: no 'module' command on $(hostname); skipping module loads" >&2
 fi
 export NO_COLOR=1
+# What the run manifest records of the node: the modules loaded, and the GPUs with their driver.
+echo "BENCHCTL_MODULES=${LOADEDMODULES:-}"
+if command -v nvidia-smi >/dev/null 2>&1; then
+  echo "BENCHCTL_GPU=$(nvidia-smi --query-gpu=count,name,driver_version --format=csv,noheader 2>/dev/null | head -n 1)"
+fi
 echo "BENCHCTL_T_STARTED=$(date +%s.%N)"  # the cold-start figures `check` shows: queued, image, start to ready
 echo "BENCHCTL_JOBID=${SLURM_JOB_ID:-}"
 echo "BENCHCTL_SERVICE=chroma"
@@ -84,9 +89,13 @@ if [ ! -f "$SIF" ]; then
   # Pull to a job-private name and rename: two jobs pulling at once must not see a half-written image.
   apptainer pull --disable-cache "$SIF.$SLURM_JOB_ID.tmp" docker://chromadb/chroma:1.5.9 && mv -f "$SIF.$SLURM_JOB_ID.tmp" "$SIF" \
     || { rm -f "$SIF.$SLURM_JOB_ID.tmp"; echo "benchctl: cannot pull "docker://chromadb/chroma:1.5.9 >&2; exit 1; }
+  # The image's digest for run manifests, computed once here (hashing GBs at every start would cost minutes).
+  sha256sum "$SIF" | cut -d ' ' -f 1 > "$SIF.sha256.$SLURM_JOB_ID.tmp" && mv -f "$SIF.sha256.$SLURM_JOB_ID.tmp" "$SIF.sha256"
   echo "BENCHCTL_PULLED=SIF"
 fi
 echo "BENCHCTL_IMAGE=$SIF"
+if [ -f "$SIF.sha256" ]; then echo "BENCHCTL_IMAGE_DIGEST=sha256:$(head -c 64 "$SIF.sha256")"; fi
+
 echo "BENCHCTL_T_IMAGE=$(date +%s.%N)"
 # Bind the service's directories and the site's file systems (those that exist on this node).
 BINDS=()

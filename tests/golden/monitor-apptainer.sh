@@ -24,6 +24,11 @@ else
   echo "benchctl: no 'module' command on $(hostname); skipping module loads" >&2
 fi
 export NO_COLOR=1
+# What the run manifest records of the node: the modules loaded, and the GPUs with their driver.
+echo "BENCHCTL_MODULES=${LOADEDMODULES:-}"
+if command -v nvidia-smi >/dev/null 2>&1; then
+  echo "BENCHCTL_GPU=$(nvidia-smi --query-gpu=count,name,driver_version --format=csv,noheader 2>/dev/null | head -n 1)"
+fi
 echo "BENCHCTL_T_STARTED=$(date +%s.%N)"  # the cold-start figures `check` shows: queued, image, start to ready
 echo "BENCHCTL_JOBID=${SLURM_JOB_ID:-}"
 echo "BENCHCTL_SERVICE=monitor"
@@ -105,27 +110,36 @@ if [ ! -f "$SIF_PROMETHEUS" ]; then
   # Pull to a job-private name and rename: two jobs pulling at once must not see a half-written image.
   apptainer pull --disable-cache "$SIF_PROMETHEUS.$SLURM_JOB_ID.tmp" docker://prom/prometheus:v3.14.0 && mv -f "$SIF_PROMETHEUS.$SLURM_JOB_ID.tmp" "$SIF_PROMETHEUS" \
     || { rm -f "$SIF_PROMETHEUS.$SLURM_JOB_ID.tmp"; echo "benchctl: cannot pull "docker://prom/prometheus:v3.14.0 >&2; exit 1; }
+  # The image's digest for run manifests, computed once here (hashing GBs at every start would cost minutes).
+  sha256sum "$SIF_PROMETHEUS" | cut -d ' ' -f 1 > "$SIF_PROMETHEUS.sha256.$SLURM_JOB_ID.tmp" && mv -f "$SIF_PROMETHEUS.sha256.$SLURM_JOB_ID.tmp" "$SIF_PROMETHEUS.sha256"
   echo "BENCHCTL_PULLED=SIF_PROMETHEUS"
 fi
 echo "BENCHCTL_IMAGE=$SIF_PROMETHEUS"
+
 SIF_PUSHGATEWAY=/project/scratch/p200981/u/benchctl/sif/pushgateway_v1.11.3.sif
 if [ ! -f "$SIF_PUSHGATEWAY" ]; then
   mkdir -p "$(dirname "$SIF_PUSHGATEWAY")"
   # Pull to a job-private name and rename: two jobs pulling at once must not see a half-written image.
   apptainer pull --disable-cache "$SIF_PUSHGATEWAY.$SLURM_JOB_ID.tmp" docker://prom/pushgateway:v1.11.3 && mv -f "$SIF_PUSHGATEWAY.$SLURM_JOB_ID.tmp" "$SIF_PUSHGATEWAY" \
     || { rm -f "$SIF_PUSHGATEWAY.$SLURM_JOB_ID.tmp"; echo "benchctl: cannot pull "docker://prom/pushgateway:v1.11.3 >&2; exit 1; }
+  # The image's digest for run manifests, computed once here (hashing GBs at every start would cost minutes).
+  sha256sum "$SIF_PUSHGATEWAY" | cut -d ' ' -f 1 > "$SIF_PUSHGATEWAY.sha256.$SLURM_JOB_ID.tmp" && mv -f "$SIF_PUSHGATEWAY.sha256.$SLURM_JOB_ID.tmp" "$SIF_PUSHGATEWAY.sha256"
   echo "BENCHCTL_PULLED=SIF_PUSHGATEWAY"
 fi
 echo "BENCHCTL_IMAGE=$SIF_PUSHGATEWAY"
+
 SIF_GRAFANA=/project/scratch/p200981/u/benchctl/sif/grafana_13.0.2.sif
 if [ ! -f "$SIF_GRAFANA" ]; then
   mkdir -p "$(dirname "$SIF_GRAFANA")"
   # Pull to a job-private name and rename: two jobs pulling at once must not see a half-written image.
   apptainer pull --disable-cache "$SIF_GRAFANA.$SLURM_JOB_ID.tmp" docker://grafana/grafana:13.0.2 && mv -f "$SIF_GRAFANA.$SLURM_JOB_ID.tmp" "$SIF_GRAFANA" \
     || { rm -f "$SIF_GRAFANA.$SLURM_JOB_ID.tmp"; echo "benchctl: cannot pull "docker://grafana/grafana:13.0.2 >&2; exit 1; }
+  # The image's digest for run manifests, computed once here (hashing GBs at every start would cost minutes).
+  sha256sum "$SIF_GRAFANA" | cut -d ' ' -f 1 > "$SIF_GRAFANA.sha256.$SLURM_JOB_ID.tmp" && mv -f "$SIF_GRAFANA.sha256.$SLURM_JOB_ID.tmp" "$SIF_GRAFANA.sha256"
   echo "BENCHCTL_PULLED=SIF_GRAFANA"
 fi
 echo "BENCHCTL_IMAGE=$SIF_GRAFANA"
+
 echo "BENCHCTL_T_IMAGE=$(date +%s.%N)"
 # Bind the service's directories and the site's file systems (those that exist on this node).
 BINDS=()

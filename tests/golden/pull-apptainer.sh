@@ -22,6 +22,11 @@ else
   echo "benchctl: no 'module' command on $(hostname); skipping module loads" >&2
 fi
 export NO_COLOR=1
+# What the run manifest records of the node: the modules loaded, and the GPUs with their driver.
+echo "BENCHCTL_MODULES=${LOADEDMODULES:-}"
+if command -v nvidia-smi >/dev/null 2>&1; then
+  echo "BENCHCTL_GPU=$(nvidia-smi --query-gpu=count,name,driver_version --format=csv,noheader 2>/dev/null | head -n 1)"
+fi
 echo "BENCHCTL_T_STARTED=$(date +%s.%N)"  # the cold-start figures `check` shows: queued, image, start to ready
 echo "BENCHCTL_JOBID=${SLURM_JOB_ID:-}"
 echo "BENCHCTL_SERVICE=pull"
@@ -71,6 +76,8 @@ else
   mkdir -p "$(dirname "$SIF")"
   # A job-private name renamed when complete: a service job starting meanwhile never sees half an image.
   if apptainer pull --disable-cache "$SIF.$SLURM_JOB_ID.tmp" docker://chromadb/chroma:1.5.9 && mv -f "$SIF.$SLURM_JOB_ID.tmp" "$SIF"; then
+    # Its digest for run manifests (the service jobs print it instead of hashing GBs at every start).
+    sha256sum "$SIF" | cut -d ' ' -f 1 > "$SIF.sha256.$SLURM_JOB_ID.tmp" && mv -f "$SIF.sha256.$SLURM_JOB_ID.tmp" "$SIF.sha256"
     echo "BENCHCTL_PULLED=$SIF"
   else
     rm -f "$SIF.$SLURM_JOB_ID.tmp"

@@ -16,6 +16,11 @@
 # Login shells (bash -l) reset PATH; put the host programs benchctl was installed with back in front.
 export PATH=/opt/benchctl/bin:"$PATH"
 export NO_COLOR=1
+# What the run manifest records of the node: the modules loaded, and the GPUs with their driver.
+echo "BENCHCTL_MODULES=${LOADEDMODULES:-}"
+if command -v nvidia-smi >/dev/null 2>&1; then
+  echo "BENCHCTL_GPU=$(nvidia-smi --query-gpu=count,name,driver_version --format=csv,noheader 2>/dev/null | head -n 1)"
+fi
 echo "BENCHCTL_T_STARTED=$(date +%s.%N)"  # the cold-start figures `check` shows: queued, image, start to ready
 echo "BENCHCTL_JOBID=${SLURM_JOB_ID:-}"
 echo "BENCHCTL_SERVICE=vllm"
@@ -76,6 +81,7 @@ echo "BENCHCTL_PORT=$PORT"
 HF_CACHE=/home/u/benchctl/scratch/benchctl/hf-cache
 mkdir -p "$HF_CACHE"
 export HF_HOME="$HF_CACHE"
+echo "BENCHCTL_HF_CACHE=$HF_CACHE"  # the run manifest reads the model's snapshot revision from here
 # The token comes from $HF_TOKEN in the environment sbatch passed on; this script never holds it.
 if [ -n "${HF_TOKEN:-}" ]; then
   export HF_TOKEN="${HF_TOKEN}"

@@ -36,7 +36,26 @@ class LlmConfig:
     url: str = ""  # `bench llm --url`: the endpoint (a service's job supplies it otherwise)
     api_key_env: str = ""  # the NAME of the variable holding the API key (never the key)
     server_metrics_interval: float = 1.0  # seconds between scrapes of the server's /metrics (0: off)
+    # Workloads (``bench.llm.workloads``): what the requests look like and when they are sent.
+    workload: str = "default"  # default (synthetic / --prompts) | structured | chat | prefix | trace
+    structured: str = "json,regex,choice,grammar"  # built-in constraint sets, or a JSONL file of them
+    structured_ratio: float = 1.0  # share of constrained requests (the others are free)
+    structured_api: str = "structured_outputs"  # vLLM >= 0.10's request field; "guided" = guided_* (older)
+    turns: int = 3  # chat: turns per conversation
+    think_time: float = 0.0  # chat: seconds a user waits between a reply and their next message
+    prefix_tokens: int = 256  # prefix: tokens of each shared system prompt
+    prefix_groups: int = 4  # prefix: how many distinct shared system prompts
+    trace: str = ""  # trace: a Mooncake JSONL or Azure CSV trace file
+    trace_speed: float = 1.0  # trace: time compression (2 = twice as fast)
+    trace_window: str = ""  # trace: START:END seconds of the trace to replay ("" = all of it)
+    ramp: str = ""  # linear | exponential: the open-loop rate moves from ramp_from to ramp_to over --duration
+    ramp_from: float = 1.0
+    ramp_to: float = 10.0
+    workload_state: Any = field(default=None, repr=False)  # the prepared workload (files read, sizes)
+    # This process's share of a load run by several client processes (bench.client): task i of n.
+    task_index: int = 0
+    task_count: int = 1
 
     def record(self) -> dict[str, Any]:
         """The configuration as stored in run.json (the prompts themselves stay in the file)."""
-        return {k: v for k, v in vars(self).items() if k != "loaded_prompts"}
+        return {k: v for k, v in vars(self).items() if k not in ("loaded_prompts", "workload_state")}

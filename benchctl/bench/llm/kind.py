@@ -18,6 +18,9 @@ from benchctl.bench.kind import BenchError, BenchKind, BenchTarget, PartialRun, 
 from benchctl.bench.llm.backends import BACKENDS
 from benchctl.bench.llm.config import LlmConfig
 from benchctl.bench.llm.progress import LiveProgress, RecordSink, StatusAdapter
+from benchctl.bench.llm.workloads import WorkloadError, plan_for
+from benchctl.bench.llm.workloads import configure as configure_workload
+from benchctl.bench.llm.workloads.options import check_owners, workload_options
 from benchctl.bench.timeline import interval_option, timeline_view
 from benchctl.options import Complete, Option, OptionError, env_name, int_list, integer, number, number_list, path, url
 
@@ -107,6 +110,7 @@ class LlmKind(BenchKind):
             Option("--api-key-env", "environment variable holding the server's API key (sent as a Bearer token)",
                    env_name, metavar="VAR"),
             interval_option(_d("server_metrics_interval")),
+            *workload_options(_d),
         )
 
     @property
@@ -133,6 +137,11 @@ class LlmKind(BenchKind):
             except PromptError as exc:
                 raise BenchError(f"bench: {exc}") from None
             cfg.prompts = str(prompts)
+        try:  # the workload's options and files are checked now, before anything waits
+            configure_workload(cfg, values)
+            check_owners(values, cfg.workload, bool(cfg.ramp))
+        except WorkloadError as exc:
+            raise BenchError(f"bench: {exc}") from None
         cfg.api_key_env = values.get("api_key_env") or ""
         auth_headers(cfg.api_key_env)  # an unset variable is refused now, before anything waits
         cfg.url = values.get("url") or ""
@@ -143,7 +152,7 @@ class LlmKind(BenchKind):
             raise BenchError("bench llm needs --url URL (and --backend, --model)")
         if not config.model:
             raise BenchError("bench llm needs --model M")
-        config.backend = config.backend or "openai"
+        config.backend = config.backend or ("openai-chat" if plan_for(config).needs_chat else "openai")
         return BenchTarget(name="llm", url=config.url, record={"name": "llm", "endpoint": config.url})
 
     def _settle(self, target: BenchTarget, cfg: LlmConfig) -> None:
@@ -151,7 +160,11 @@ class LlmKind(BenchKind):
         from benchctl.services.server import LlmServer
 
         server = target.service if isinstance(target.service, LlmServer) else None
-        cfg.backend = cfg.backend or (server.default_backend if server else "openai")
+        if not cfg.backend:
+            cfg.backend = server.default_backend if server else "openai"
+            chat = f"{cfg.backend}-chat"  # conversations want a chat API: the default's chat twin
+            if plan_for(cfg).needs_chat and not BACKENDS[cfg.backend].chat and BACKENDS.get(chat) is not None:
+                cfg.backend = chat
         if not cfg.model:
             wanted = target.record.get("model") or (server.default_model if server else "") or "sim"
             cfg.model = server.served_model(target.url, wanted, target.headers) if server else wanted
@@ -174,18 +187,28 @@ class LlmKind(BenchKind):
         from benchctl.bench.llm import server_metrics as sm
         from benchctl.bench.llm.http import RequestFailed
         from benchctl.bench.llm.loadgen import PointState, client_limited, point_metrics, run_point
+        from benchctl.bench.llm.workloads.prefix import prefix_cache_stats as sm_prefix
 
         url = target.url
         self._size_prompts(url, cfg, headers, progress)
+        workload = plan_for(cfg)
+        try:
+            for note in aio.run(workload.prepare(url, headers)):
+                progress.info(note)
+        except WorkloadError as exc:
+            raise BenchError(f"bench {target.name}: {exc}") from None
+        said: set[str] = set()  # a workload's warning is said once per run
         before = sm.scrape(url, headers)
         points: list[dict[str, Any]] = []
         sweep = [(c, r) for r in cfg.rate for c in cfg.concurrency[:1]] if cfg.rate else [
             (c, None) for c in cfg.concurrency]
         interrupted: BaseException | None = None
         for n, (concurrency, rate) in enumerate(sweep):
-            label = f"rate {rate:g}/s" if rate is not None else f"concurrency {concurrency}"
+            named = workload.label(concurrency, rate)
+            label = named or (f"rate {rate:g}/s" if rate is not None else f"concurrency {concurrency}")
             progress.status(f"{label}: starting…")
-            live = LiveProgress(StatusAdapter(progress), short_label(concurrency, rate), cfg)
+            live = LiveProgress(StatusAdapter(progress), named or short_label(concurrency, rate), cfg)
+            point_before = sm.scrape(url, headers) if workload.scrape_per_point else {}
             state = PointState()
             records = RecordSink(writer, label, state)
 
@@ -210,6 +233,10 @@ class LlmKind(BenchKind):
                     outcome, interrupted = state.outcome(interrupted=True), exc
             records.finish(outcome.results)
             metrics = point_metrics(cfg, outcome, concurrency, rate)
+            if named:
+                metrics["workload_label"] = named
+            if workload.scrape_per_point and not outcome.interrupted:
+                metrics["prefix_cache"] = sm_prefix(point_before, sm.scrape(url, headers))
             if (server_side := timeline.summary(window)) is not None:
                 metrics["server_timeline"] = server_side
             if outcome.interrupted:
@@ -226,6 +253,10 @@ class LlmKind(BenchKind):
                 progress.warn(f"{label}: {warning}")
             if outcome.stopped_early:
                 progress.warn(f"{label}: stopped early: {outcome.stopped_early}")
+            for warning in workload.warnings(metrics):
+                if warning not in said:
+                    said.add(warning)
+                    progress.warn(f"{label}: {warning}")
             if outcome.unreachable and n + 1 < len(sweep):
                 progress.warn(f"the server cannot be reached: {len(sweep) - n - 1} point(s) skipped")
                 break
@@ -268,7 +299,7 @@ class LlmKind(BenchKind):
         out = []
         for point in result.points:
             p = point.values
-            label = short_label(p.get("concurrency", 0), p.get("rate"))
+            label = p.get("workload_label") or short_label(p.get("concurrency", 0), p.get("rate"))
             if p.get("interrupted"):
                 continue
             if p.get("failed") and not p.get("completed"):
@@ -301,6 +332,7 @@ class LlmKind(BenchKind):
         from rich.console import Group
         from rich.text import Text
 
+        from benchctl.bench.llm.workloads.summary import extra_columns, extra_lines
         from benchctl.tables import Col, FitTable
 
         goodput = bool(result.config.get("slo"))
@@ -308,7 +340,8 @@ class LlmKind(BenchKind):
         cols = [Col("POINT", justify="left"), Col("OK"), Col("FAIL"), Col("req/s"), Col("out tok/s", 3),
                 Col("TTFT p50"), Col("TTFT p99", 2), Col("TPOT p50"), Col("TPOT p99", 2), Col("ITL p50", 4),
                 Col("E2EL p50", 1)] + ([Col("goodput", 1)] if goodput else [])
-        table = FitTable(cols)
+        extra = extra_columns([p.values for p in result.points])  # validity rate, prefix-cache hit rate
+        table = FitTable(cols + [col for col, _ in extra])
         for point in result.points:
             p = point.values
 
@@ -318,15 +351,18 @@ class LlmKind(BenchKind):
 
             health = p.get("client_health") or {}
             mark = " (interrupted)" if p.get("interrupted") else " (cut)" if health.get("stopped_early") else ""
-            row = [short_label(p["concurrency"], p["rate"]) + mark, str(p["completed"]), str(p["failed"]),
+            name = p.get("workload_label") or short_label(p["concurrency"], p["rate"])
+            row = [name + mark, str(p["completed"]), str(p["failed"]),
                    f"{p['request_throughput']:.1f}", f"{p['output_throughput']:.0f}", ms("median_ttft_ms"),
                    ms("p99_ttft_ms"), ms("median_tpot_ms"), ms("p99_tpot_ms"), ms("median_itl_ms"),
                    ms("median_e2el_ms")]
             if goodput:
                 row.append(f"{p.get('request_goodput', 0.0):.1f}")
-            table.add_row(*row)
+            table.add_row(*row, *(cell(p) for _, cell in extra))
         parts: list[Any] = [table, Text("(times in ms; TTFT to the first token-carrying chunk, TPOT = (last - first) "
                                         "/ (n - 1), ITL = gaps between chunks)")]
+        parts += [Text(line) for line in extra_lines(
+            [(p.get("workload_label") or short_label(p["concurrency"], p["rate"]), p.values) for p in result.points])]
         means = result.metrics.get("server_means_ms") or {}
         if means:
             parts.append(Text("server's view (/metrics, mean over the run): " + ", ".join(
@@ -336,7 +372,8 @@ class LlmKind(BenchKind):
             parts.append(Text("server's own timing (last point, p50): " + ", ".join(
                 f"{key.removesuffix('_ms')} {value.get('p50', 0):.1f} ms" for key, value in timing.items())))
         parts += timeline_view(result.extra.get("server_timeline"), [
-            (short_label(p.get("concurrency", 0), p.get("rate")), p.get("server_timeline")) for p in result.points])
+            (p.get("workload_label") or short_label(p.get("concurrency", 0), p.get("rate")), p.get("server_timeline"))
+            for p in result.points])
         return Group(*parts)
 
 

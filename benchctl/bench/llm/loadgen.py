@@ -13,7 +13,6 @@ import gc
 import itertools
 import random
 import time
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,12 +20,11 @@ from typing import Any
 import orjson
 
 from benchctl.bench.llm import prompts as llm_prompts
-from benchctl.bench.llm import vllm_format
 from benchctl.bench.llm.backends import BACKENDS
 from benchctl.bench.llm.config import LlmConfig
 from benchctl.bench.llm.http import Connection, Pool, RequestFailed, Target
 from benchctl.bench.llm.stream import RequestResult
-from benchctl.bench.stats import summarize
+from benchctl.bench.llm.workloads import Session, plan_for
 
 MAX_WARM = 256  # connections opened before a point starts (an open loop's cap may be far higher)
 
@@ -58,11 +56,12 @@ def request_body(cfg: LlmConfig, index: int) -> dict[str, Any]:
 
 
 async def one_request(pool: Pool, cfg: LlmConfig, result: RequestResult, headers: dict[str, str] | None = None,
-                      ) -> None:
+                      body: dict[str, Any] | None = None) -> None:
     backend = BACKENDS[cfg.backend]
     parser = backend.parser(result)
     # Encoded before the clock starts: building the request is the client's work, not the server's latency.
-    raw = pool.target.request(backend.path, orjson.dumps(request_body(cfg, result.index)), headers)
+    payload = body if body is not None else request_body(cfg, result.index)  # a workload's, or the default
+    raw = pool.target.request(backend.path, orjson.dumps(payload), headers)
     result.sent = time.perf_counter()  # a new connection's set-up (rare: the pool is warmed) counts, as for a user
     conn: Connection | None = None
     try:
@@ -101,6 +100,7 @@ class PointOutcome:
     stopped_early: str = ""
     unreachable: bool = False  # the point ended because the server could not be reached
     interrupted: bool = False  # Ctrl-C / SIGTERM: the results are those measured until then
+    t0: float = 0.0  # the point's start (perf_counter): per-second figures are relative to it
 
 
 @dataclass
@@ -118,20 +118,23 @@ class PointState:
         end = max((r.end for r in self.results if r.end), default=self.t0)
         duration = (time.perf_counter() if interrupted else end) - self.t0 if self.t0 else 0.0
         return PointOutcome(self.results, max(duration, 0.0), self.loop_lag, time.process_time() - self.cpu0,
-                            "interrupted" if interrupted else self.stop_reason, self.unreachable, interrupted)
+                            "interrupted" if interrupted else self.stop_reason, self.unreachable, interrupted,
+                            self.t0)
 
 
 async def run_point(url: str, cfg: LlmConfig, concurrency: int, rate: float | None,
                     on_done: Callable[[RequestResult], None] | None = None,
                     on_tick: Callable[[], None] | None = None,
-                    headers: dict[str, str] | None = None, state: PointState | None = None) -> PointOutcome:
+                    headers: dict[str, str] | None = None, state: PointState | None = None,
+                    start_at: float | None = None) -> PointOutcome:
     """One sweep point: closed loop with ``concurrency`` users, or open loop at ``rate`` capped by it.
 
     The point ends at its duration (or request count); requests still in flight get ``cfg.grace`` more
     seconds, then are cut and recorded as ``deadline``. It ends early when the server answers nothing for
     ``cfg.grace`` seconds while requests wait (``stalled``), when it cannot be reached at all for that long
     (``unreachable``), or when failures pass ``--max-error-rate``. Raises RequestFailed when not one
-    connection can be opened before the start.
+    connection can be opened before the start. ``start_at`` (a perf_counter time): the point starts then, not
+    at once -- client tasks of one run (``bench.client``) start together.
     """
     st = state if state is not None else PointState()
     limit = cfg.requests + cfg.warmup if cfg.requests else 0
@@ -164,6 +167,7 @@ async def run_point(url: str, cfg: LlmConfig, concurrency: int, rate: float | No
             if unreachable_since[0] and now - unreachable_since[0] > cfg.grace:
                 stop(f"unreachable: no connection to the server for {cfg.grace:g} s", cut=True, unreachable=True)
 
+    workload = plan_for(cfg)
     failed = await pool.warm(min(concurrency, MAX_WARM))
     if failed is not None:
         pool.close()
@@ -175,6 +179,8 @@ async def run_point(url: str, cfg: LlmConfig, concurrency: int, rate: float | No
     tasks: list[asyncio.Task[None]] = []
     mon = asyncio.create_task(monitor())
     try:
+        if start_at is not None and start_at > time.perf_counter():
+            await asyncio.sleep(start_at - time.perf_counter())
         st.cpu0 = time.process_time()
         st.t0 = t0 = time.perf_counter()
         deadline = t0 + cfg.duration if not cfg.requests else float("inf")
@@ -186,10 +192,11 @@ async def run_point(url: str, cfg: LlmConfig, concurrency: int, rate: float | No
             counter[0] += 1
             return counter[0] - 1
 
-        async def run_one(index: int, scheduled: float) -> RequestResult:
+        async def run_one(index: int, scheduled: float, session: Session) -> RequestResult:
             r = RequestResult(index=index, scheduled=scheduled)
             st.results.append(r)
-            await one_request(pool, cfg, r, headers)
+            await one_request(pool, cfg, r, headers, session.body(r))
+            session.done(r)
             if r.error_type in UNREACHABLE_KINDS:
                 unreachable_since[0] = unreachable_since[0] or r.sent
             elif r.http_status:
@@ -204,11 +211,15 @@ async def run_point(url: str, cfg: LlmConfig, concurrency: int, rate: float | No
                 on_done(r)
             return r
 
-        if rate is None:
+        # The workload's own schedule (a trace, a ramp) makes an open loop of a point without --rate.
+        schedule = workload.offsets(rate)
+        if rate is None and schedule is None:
             async def user() -> None:
-                backoff = 0.0
+                backoff, session = 0.0, workload.session()  # a user's own state: a chat's history
                 while (index := next_index()) is not None:
-                    r = await run_one(index, time.perf_counter())
+                    r = await run_one(index, time.perf_counter(), session)
+                    if pause := session.pause(r):  # a chat user's think time
+                        await asyncio.sleep(pause)
                     if r.error_type in UNREACHABLE_KINDS:
                         # Bounded, jittered exponential back-off: users do not retry a dead server in lockstep.
                         backoff = min(BACKOFF_MAX, backoff * 2 or BACKOFF_FIRST)
@@ -218,26 +229,33 @@ async def run_point(url: str, cfg: LlmConfig, concurrency: int, rate: float | No
 
             tasks = [asyncio.create_task(user()) for _ in range(concurrency)]
         else:
-            n = limit or int(rate * cfg.duration * 1.5) + 10
-            offsets = arrival_offsets(n, rate, cfg.arrival, cfg.burstiness, cfg.seed)
+            if schedule is not None:
+                offsets = schedule
+            else:
+                assert rate is not None
+                n = limit or int(rate * cfg.duration * 1.5) + 10
+                offsets = arrival_offsets(n, rate, cfg.arrival, cfg.burstiness, cfg.seed)
+            shared = workload.session()
+            # Every client task computes the whole schedule and takes every task_count-th arrival: the union
+            # of the tasks' arrivals is the one-process schedule, and a request keeps its index in it.
+            mine = range(cfg.task_index, len(offsets), cfg.task_count)
             sem = asyncio.Semaphore(concurrency)
 
             async def capped(index: int, scheduled: float) -> None:
                 async with sem:
-                    await run_one(index, scheduled)
+                    await run_one(index, scheduled, shared)
 
             async def dispatch() -> None:
-                for offset in offsets:
-                    due = t0 + offset
+                for k in mine:
+                    due = t0 + offsets[k]
                     if due >= deadline:
                         break
                     delay = due - time.perf_counter()
                     if delay > 0:
                         await asyncio.sleep(delay)
-                    index = next_index()
-                    if index is None:
+                    if next_index() is None:
                         break
-                    tasks.append(asyncio.create_task(capped(index, due)))
+                    tasks.append(asyncio.create_task(capped(k, due)))
 
             await dispatch()
         await _finish_point(tasks, cut_now, deadline + cfg.grace, pool, cfg, st)
@@ -283,82 +301,7 @@ async def _finish_point(tasks: list[asyncio.Task[None]], cut_now: asyncio.Event,
     await asyncio.gather(everything, return_exceptions=True)
 
 
-def _ms(values: list[float]) -> dict[str, float]:
-    return {k: (v * 1000 if k != "count" else v) for k, v in summarize(values).items()}
-
-
-def point_metrics(cfg: LlmConfig, outcome: PointOutcome, concurrency: int, rate: float | None) -> dict[str, Any]:
-    """One point (warm-up requests excluded): vLLM's whole result record (``vllm_format``) and benchctl's own
-    keys beside it -- the concurrency/rate, errors by type, token-count source, the client's health."""
-    measured = [r for r in outcome.results if r.index >= cfg.warmup]
-    ok = [r for r in measured if r.ok]
-    dur = outcome.duration
-    out_tokens = sum(r.tokens for r in ok)
-    in_tokens = sum(r.prompt_tokens or 0 for r in ok)
-    metrics: dict[str, Any] = {
-        "completed": len(ok), "failed": len(measured) - len(ok), "duration": dur,
-        "request_throughput": len(ok) / dur if dur else 0.0, "output_throughput": out_tokens / dur if dur else 0.0,
-        "total_token_throughput": (out_tokens + in_tokens) / dur if dur else 0.0,
-        "total_input_tokens": in_tokens, "total_output_tokens": out_tokens,
-        "token_source": dict(Counter(r.token_source for r in ok)),
-    }
-    series = {"ttft": [r.ttft for r in ok if r.ttft is not None],
-              "ttft_from_schedule": [r.ttft_scheduled for r in ok if r.ttft_scheduled is not None],
-              "tpot": [r.tpot for r in ok if r.tpot is not None],
-              "itl": [g for r in ok for g in r.itl],
-              "e2el": [r.e2el for r in ok if r.e2el is not None]}
-    for name, values in series.items():
-        stats = _ms(values)
-        for key, value in stats.items():
-            if key == "count":
-                continue
-            label = {"p50": "median"}.get(key, key)
-            metrics[f"{label}_{name}_ms"] = value
-            if key == "p50":
-                metrics[f"p50_{name}_ms"] = value
-    if cfg.slo:
-        good = [r for r in ok if all(
-            (getattr(r, key) or 0.0) * 1000 <= limit for key, limit in cfg.slo.items())]
-        metrics["request_goodput"] = len(good) / dur if dur else 0.0
-    metrics["error_counts"] = dict(Counter(r.error_type for r in measured if not r.ok))
-    timed = [r.server_timing for r in ok if r.server_timing]
-    if timed:  # Ollama's own view of each request: TTFT minus its prefill is queueing, loading and network
-        metrics["server_timing_ms"] = {key: summarize([t[key] for t in timed if key in t])
-                                       for key in sorted({k for t in timed for k in t})}
-    metrics["peak_in_flight"] = max_in_flight(measured)
-    metrics["warmup_excluded"] = len(outcome.results) - len(measured)
-    metrics.update({"concurrency": concurrency, "rate": rate})
-    metrics.update(vllm_format.point_record(cfg, metrics, measured, concurrency, rate))
-    dispatch = [max(0.0, r.sent - r.scheduled) for r in measured if r.sent]
-    metrics["client_health"] = {
-        "dispatch_lag_ms": _ms(dispatch), "event_loop_lag_ms": _ms(outcome.loop_lag),
-        "client_cpu_percent": 100.0 * outcome.cpu_seconds / dur if dur else 0.0,
-        "stopped_early": outcome.stopped_early,
-        "unreachable": outcome.unreachable,
-    }
-    return metrics
-
-
-def max_in_flight(results: list[RequestResult]) -> int:
-    """The most requests in flight at once (sent, not yet ended), failed ones included: benchctl's
-    ``peak_in_flight`` (vLLM's ``max_concurrent_requests`` counts successful requests per 1-s bucket)."""
-    events = sorted([(r.sent, 1) for r in results if r.sent] + [(r.end, -1) for r in results if r.sent and r.end])
-    level = peak = 0
-    for _, step in events:
-        level += step
-        peak = max(peak, level)
-    return peak
-
-
-def client_limited(metrics: dict[str, Any]) -> str:
-    """A warning when the client, not the server, may have limited the run."""
-    health = metrics["client_health"]
-    lag = health["dispatch_lag_ms"].get("p99", 0.0)
-    # A run of a few requests is mostly start-up (imports, the first connection): its CPU share says nothing.
-    if metrics.get("duration", 0.0) < 2.0 or metrics.get("completed", 0) + metrics.get("failed", 0) < 20:
-        return ""
-    if health["client_cpu_percent"] > 85:
-        return f"the client used {health['client_cpu_percent']:.0f}% of a core: it may limit this run"
-    if lag > 20:
-        return f"requests left the client up to {lag:.0f} ms late (p99): it may limit this run"
-    return ""
+# Moved to ``pointstats`` (imported last: it reads PointOutcome from here); re-exported for existing callers.
+from benchctl.bench.llm.pointstats import client_limited as client_limited  # noqa: E402
+from benchctl.bench.llm.pointstats import max_in_flight as max_in_flight  # noqa: E402
+from benchctl.bench.llm.pointstats import point_metrics as point_metrics  # noqa: E402

@@ -44,6 +44,14 @@ class RequestResult:
     done: bool = False  # the stream ended properly ([DONE] / Ollama's done object)
     server_truth: dict[str, Any] | None = None
     server_timing: dict[str, float] | None = None  # the server's own per-request durations (Ollama), ms
+    # Workloads (``bench.llm.workloads``): the answer's text is kept only when a workload reads it (a chat's
+    # history, a structured output's validation) -- joining every chunk of every request would cost the client.
+    keep_text: bool = False
+    text: str = ""
+    valid: bool | None = None  # structured output: the answer met its constraint (None: not checked)
+    constraint: str = ""  # structured output: json / regex / choice / grammar ("" = a free request)
+    conversation: int | None = None  # chat: which conversation, and its turn (1-based)
+    turn: int = 0
 
     @property
     def ttft(self) -> float | None:
@@ -96,7 +104,20 @@ class RequestResult:
                 "http_status": self.http_status, "ttft_ms": ms(self.ttft), "ttft_scheduled_ms": ms(self.ttft_scheduled),
                 "tpot_ms": ms(self.tpot), "e2el_ms": ms(self.e2el), "prompt_tokens": self.prompt_tokens,
                 "output_tokens": self.tokens, "token_source": self.token_source, "chunks": len(self.chunk_times),
-                **({"server_timing": self.server_timing} if self.server_timing else {})}
+                **({"server_timing": self.server_timing} if self.server_timing else {}), **self.workload_fields()}
+
+    def workload_fields(self) -> dict[str, Any]:
+        """The workload's per-request facts, only those it set (a default run's records stay as they were)."""
+        out: dict[str, Any] = {}
+        if self.constraint:
+            out.update(constraint=self.constraint, valid=self.valid)
+        if self.conversation is not None:
+            out.update(conversation=self.conversation, turn=self.turn)
+            received = (self.server_truth or {}).get("messages")
+            if isinstance(received, list):  # llm-sim's truth: the history it received, e.g. "u6 a5 u6"
+                out["server_history"] = " ".join(f"{str(m.get('role'))[:1]}{m.get('words')}" for m in received
+                                                 if isinstance(m, dict))
+        return out
 
 
 def _has_token(choice: dict[str, Any]) -> bool:
@@ -105,6 +126,13 @@ def _has_token(choice: dict[str, Any]) -> bool:
         return bool(delta.get("content") or delta.get("reasoning_content") or delta.get("reasoning")
                     or delta.get("tool_calls"))
     return bool(choice.get("text"))
+
+
+def _content(choice: dict[str, Any]) -> str:
+    """The answer text a chunk carries (chat's delta content, or completions' text); reasoning is not answer."""
+    delta = choice.get("delta")
+    value = delta.get("content") if isinstance(delta, dict) else choice.get("text")
+    return value if isinstance(value, str) else ""
 
 
 class _LineStream:
@@ -147,6 +175,7 @@ class OpenAIStream(_LineStream):
         """Parse what was received (called after the stream, off the timing path)."""
         r = self.result
         self.flush()
+        pieces: list[str] = []
         for t, payload in self.pending:
             if payload == b"[DONE]":
                 r.done = True
@@ -169,6 +198,8 @@ class OpenAIStream(_LineStream):
             if any(isinstance(c, dict) and _has_token(c) for c in choices):
                 r.chunk_times.append(t)
                 r.client_chunks += 1
+                if r.keep_text:
+                    pieces.extend(_content(c) for c in choices if isinstance(c, dict))
             usage = event.get("usage")
             if isinstance(usage, dict) and usage.get("completion_tokens") is not None:
                 r.output_tokens = int(usage["completion_tokens"])
@@ -176,6 +207,8 @@ class OpenAIStream(_LineStream):
                     r.prompt_tokens = int(usage["prompt_tokens"])
             if isinstance(event.get("llmsim"), dict):
                 r.server_truth = event["llmsim"]
+        if r.keep_text:
+            r.text = "".join(pieces)
         self.pending.clear()
 
 
@@ -185,6 +218,7 @@ class OllamaStream(_LineStream):
     def parse(self) -> None:
         r = self.result
         self.flush()
+        pieces: list[str] = []
         for t, line in self.pending:
             try:
                 obj = orjson.loads(line)
@@ -202,6 +236,8 @@ class OllamaStream(_LineStream):
             if text or thinking or (isinstance(message, dict) and message.get("tool_calls")):
                 r.chunk_times.append(t)
                 r.client_chunks += 1
+                if r.keep_text and isinstance(text, str):
+                    pieces.append(text)
             if obj.get("done"):
                 r.done = True
                 if obj.get("eval_count") is not None:
@@ -215,6 +251,8 @@ class OllamaStream(_LineStream):
                     r.server_timing = timing
                 if isinstance(obj.get("llmsim"), dict):
                     r.server_truth = obj["llmsim"]
+        if r.keep_text:
+            r.text = "".join(pieces)
         self.pending.clear()
 
 

@@ -1,0 +1,233 @@
+"""The shell's side of a run whose client is several tasks or a Slurm job (``bench --client job``,
+``--client-tasks N``): settle the config once (backend, model, prompt size), start the tasks, follow their
+progress lines, stop them on Ctrl-C, merge their records (``merge``) and hand the llm kind's usual
+``RunResult`` back -- the same summary table, run folder and index entry as a run in this process.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from benchctl.bench.client.launchers import Here, JobClient, Launcher
+from benchctl.bench.client.merge import merge, task_summary
+from benchctl.bench.client.options import ClientPlan
+from benchctl.bench.client.task import HEADERS_VARIABLE, PREFIX
+from benchctl.bench.kind import BenchError, BenchTarget, PartialRun, Progress
+
+if TYPE_CHECKING:
+    from benchctl.app import App
+    from benchctl.bench.llm.config import LlmConfig
+    from benchctl.bench.llm.kind import LlmKind
+    from benchctl.bench.results import RunResult, RunWriter
+    from benchctl.bench.sampler import Sampler
+
+POLL = 0.5  # seconds between reads of the tasks' logs
+ENDED_WAIT = 10.0  # seconds the job may take to end after its tasks said they did
+STOP_WAIT = 20.0  # seconds the tasks get after Ctrl-C to record what they measured
+
+
+@dataclass
+class Follower:
+    """Reads the tasks' progress lines from their logs by offset, as they grow (``executor.files``)."""
+
+    launcher: Launcher
+    offsets: dict[str, int] = field(default_factory=dict)
+    tasks: dict[int, dict[str, Any]] = field(default_factory=dict)  # the last progress line of each task
+    starts: dict[str, float] = field(default_factory=dict)  # point label -> its common start (wall clock)
+
+    def read(self) -> list[dict[str, Any]]:
+        events = []
+        for log in self.launcher.logs:
+            key = str(log)
+            offset = self.offsets.get(key, 0)
+            try:
+                data = self.launcher.files.read_bytes(log, offset)
+            except OSError:
+                continue  # not written yet
+            complete = data[:data.rfind(b"\n") + 1]  # a line still being written is read next time
+            self.offsets[key] = offset + len(complete)
+            for line in complete.decode("utf-8", "replace").splitlines():
+                if line.startswith(PREFIX):
+                    try:
+                        events.append(json.loads(line[len(PREFIX):]))
+                    except ValueError:
+                        continue
+        for event in events:
+            if event.get("event") == "point":
+                self.starts.setdefault(str(event["point"]), float(event["start"]))
+            if "task" in event:
+                self.tasks.setdefault(int(event["task"]), {}).update(event)
+        return events
+
+    def ended(self, count: int) -> bool:
+        """Whether every task printed its end line."""
+        return sum(1 for t in self.tasks.values() if t.get("event") == "end") == count
+
+    def status(self, cfg: LlmConfig, count: int) -> str:
+        running = [t for t in self.tasks.values() if t.get("event") == "progress"]
+        if not running:
+            started = sum(1 for t in self.tasks.values() if t.get("event") != "end")
+            return f"{started}/{count} client tasks started…"
+        point = running[0].get("point", "")
+        ok, failed = sum(int(t.get("ok", 0)) for t in running), sum(int(t.get("failed", 0)) for t in running)
+        elapsed = max(float(t.get("elapsed", 0.0)) for t in running)
+        if elapsed < 0:  # waiting for the common start
+            return f"{point}: {len(running)}/{count} tasks start together in {-elapsed:.0f} s…"
+        parts = [f"{point}: {ok} ok" + (f", {failed} failed" if failed else ""),
+                 f"{ok / elapsed if elapsed > 0 else 0.0:.1f} req/s", f"{len(running)}/{count} tasks"]
+        parts.append(f"{ok + failed}/{cfg.requests + cfg.warmup} requests" if cfg.requests else
+                     f"{min(elapsed, cfg.duration):.0f}/{cfg.duration:.0f} s")
+        return " · ".join(parts)
+
+
+def time_limit(cfg: LlmConfig, points: int) -> str:
+    """The client job's --time: every point's duration and grace, plus ten minutes for start and merge; a run
+    counted in requests has no known length (the configured default)."""
+    if cfg.requests:
+        return ""
+    seconds = int(points * (cfg.duration + cfg.grace + 10) + 600)
+    return f"{seconds // 3600:02d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
+def run_client(app: App, plan: ClientPlan, kind: LlmKind, target: BenchTarget, cfg: LlmConfig, writer: RunWriter,
+               progress: Progress) -> RunResult:
+    """Run the llm kind's sweep as ``plan`` says; interrupted (Ctrl-C), the tasks are stopped and what they
+    recorded is merged and raised inside ``PartialRun``."""
+    from benchctl.bench.llm.backends import BACKENDS
+    from benchctl.bench.llm.kind import auth_headers
+    from benchctl.bench.sampler import Sampler
+
+    # A workload that prepares state in the process (conversations, a trace, a ramp) is not split yet.
+    workload = cfg.workload or "default"
+    if workload != "default" or cfg.ramp:
+        raise BenchError(f"bench: --client job/--client-tasks run the default workload only so far (not "
+                         f"{'--ramp' if workload == 'default' else '--workload ' + workload}); use --client here")
+    kind._settle(target, cfg)
+    headers = auth_headers(cfg.api_key_env) or dict(target.headers)
+    kind._size_prompts(target.url, cfg, headers, progress)  # once, here: every task sends the same prompts
+    with Sampler.for_server(writer.dir, target.url, BACKENDS[cfg.backend].metrics, cfg.server_metrics_interval,
+                            headers, target.sidecars) as timeline:
+        return _run(app, plan, kind, target, cfg, writer, progress, headers, timeline)
+
+
+def _run(app: App, plan: ClientPlan, kind: LlmKind, target: BenchTarget, cfg: LlmConfig, writer: RunWriter,
+         progress: Progress, headers: dict[str, str], timeline: Sampler) -> RunResult:
+    from benchctl.bench.client.split import split_counts, sweep
+    from benchctl.bench.llm import server_metrics as sm
+    from benchctl.bench.sampler import Window
+
+    launcher: Launcher = (Here(app, writer.dir / "client", plan.tasks) if plan.where == "here" else
+                          JobClient(app, plan.tasks, plan.nodes, plan.partition or
+                                    app.settings.text("slurm.partition_cpu"), time_limit(cfg, len(sweep(cfg)))))
+    before = sm.scrape(target.url, headers)
+    spec = {"config": cfg.record(), "url": target.url}
+    launcher.start(spec, {HEADERS_VARIABLE: json.dumps(headers)} if headers else {})
+    shares = {c: split_counts(c, plan.tasks) for c, _ in sweep(cfg)}
+    progress.note(f"  client: {launcher.label}; users per task " + ", ".join(
+        f"c={c}: {'+'.join(map(str, s))}" for c, s in shares.items()) if not cfg.rate else
+        f"  client: {launcher.label}; each takes every {plan.tasks}th arrival of the schedule")
+    follower = Follower(launcher)
+    interrupted: BaseException | None = None
+    ended: str | None = None
+    ended_at = 0.0
+    try:
+        while ended is None:
+            for event in follower.read():
+                if event.get("event") == "warning":
+                    progress.warn(f"client task {event.get('task')}: {event.get('text')}")
+                elif event.get("event") == "start":
+                    progress.note(f"  client task {event['task']} on {event.get('node')}")
+            waiting = launcher.waiting()
+            progress.status(waiting or follower.status(cfg, plan.tasks))
+            ended = launcher.poll()
+            if ended is None and follower.ended(plan.tasks):
+                # Every task said it ended: its records are written. The scheduler may lag behind (or not
+                # answer for a while): a few seconds for the job's own end, then on.
+                ended_at = ended_at or time.monotonic()
+                if time.monotonic() - ended_at > ENDED_WAIT:
+                    ended = ""
+            if ended is None:
+                time.sleep(POLL)
+        follower.read()
+    except KeyboardInterrupt as exc:  # Ctrl-C: stop the tasks; what they recorded is merged below
+        interrupted = exc
+        progress.warn(f"interrupted: stopping {launcher.label} (its tasks record what they measured)…")
+        stop(launcher, follower, plan.tasks, progress)
+    if ended:
+        progress.warn(f"{launcher.label}: {ended}")
+    records, results = read_outputs(launcher, plan.tasks)
+    merged = merge(cfg, plan.tasks, records, results)
+    if not merged.points and interrupted is None:
+        raise BenchError(f"bench {target.name}: the client tasks measured nothing"
+                         + (f" ({ended})" if ended else "") + f"; their output: {launcher.logs[0]}")
+    for label, task, r in merged.requests:  # the run's requests.jsonl, as a run in this process writes it
+        writer.request({"point": label, "task": task, **r.to_record(0.0)})
+    for point in merged.points:
+        label = (f"rate {point['rate']:g}/s" if point["rate"] is not None else f"concurrency {point['concurrency']}")
+        start = follower.starts.get(label)
+        if start is not None:
+            begin = timeline.elapsed() - (time.time() - start)
+            summary = timeline.summary(Window(label, begin, begin + float(point["duration"])))
+            if summary is not None:
+                point["server_timeline"] = summary
+        progress.note(f"  {label}: {point['completed']} ok, {point['failed']} failed, "
+                      f"{point['request_throughput']:.1f} req/s ({plan.tasks} client tasks)")
+    for warning in merged.warnings:
+        progress.warn(warning)
+    gone = any(p["client_health"]["unreachable"] or "stalled" in p["client_health"]["stopped_early"]
+               for p in merged.points)
+    stopped = interrupted is not None or merged.interrupted
+    result = kind._result(target, cfg, target.url, headers, before, merged.points, writer, timeline, stopped, gone)
+    result.client_health["tasks"] = [{**t, **s} for t, s in zip(merged.tasks, _pad(task_summary(merged.points),
+                                                                                  len(merged.tasks)), strict=True)]
+    job = getattr(launcher, "job", None)
+    result.extra["client"] = {"where": plan.where, "tasks": plan.tasks, "nodes": plan.nodes,
+                              "folder": str(launcher.folder), **({"job_id": job.id} if job is not None else {})}
+    if interrupted is not None:
+        raise PartialRun(result, interrupted)
+    return result
+
+
+def stop(launcher: Launcher, follower: Follower, count: int, progress: Progress) -> None:
+    """Ask the tasks to stop, wait (bounded) until each said it ended, then make sure they are gone (the
+    job cancelled). A second Ctrl-C skips the wait."""
+    try:
+        launcher.request_stop()
+        deadline = time.monotonic() + STOP_WAIT
+        while time.monotonic() < deadline and not follower.ended(count) and launcher.poll() is None:
+            progress.status(f"stopping {launcher.label}…")
+            time.sleep(POLL)
+            follower.read()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        launcher.stop()
+
+
+def _pad(items: list[dict[str, Any]], n: int) -> list[dict[str, Any]]:
+    by_task = {int(i["task"]): i for i in items}
+    return [by_task.get(k, {}) for k in range(n)]
+
+
+def read_outputs(launcher: Launcher, count: int) -> tuple[list[dict[str, Any]], list[dict[str, Any] | None]]:
+    """Every task's records and result file (None where it wrote none), read through the launcher's files."""
+    from benchctl.bench.client.records import parse_lines
+
+    records: list[dict[str, Any]] = []
+    results: list[dict[str, Any] | None] = []
+    for i in range(count):
+        with contextlib.suppress(OSError):  # a task that never started wrote nothing
+            records += parse_lines(launcher.files.read_text(launcher.folder / f"requests-{i}.jsonl"))
+        try:
+            data = json.loads(launcher.files.read_text(launcher.folder / f"task-{i}.json"))
+            results.append(data if isinstance(data, dict) else None)
+        except (OSError, ValueError):
+            results.append(None)
+    return records, results
+
+
+__all__ = ["Follower", "read_outputs", "run_client", "time_limit"]
