@@ -220,6 +220,20 @@ def test_bench_llm_command_writes_results_and_server_metrics(app: App, tmp_path:
     assert "--concurrency expects numbers" in app.out.getvalue()  # type: ignore[attr-defined]
 
 
+def test_a_sweep_ends_with_its_knee_saturation_and_slo_lines(app: App) -> None:
+    with running(SimConfig(ttft_ms=5, itl_ms=1, output_tokens=4)) as sim:
+        assert app.run_line(f"bench llm --url {sim.url} --model sim --concurrency 1,2,4 --requests 8 "
+                            "--output-tokens 4 --slo ttft:2000")
+        text = app.out.getvalue()  # type: ignore[attr-defined]
+        # the lines come before "results:" and name their method; the SLO is the run's own --slo
+        tail = text[text.index("knee:"):]
+        assert "method: maximum curvature" in tail and "saturation:" in tail
+        assert "SLO p99 TTFT <= 2000 ms: met up to c=4" in tail and tail.index("results:") > tail.index("SLO")
+        # two points make no curve: no analysis lines
+        assert app.run_line(f"bench llm --url {sim.url} --model sim --concurrency 1,2 --requests 4 --output-tokens 4")
+    assert app.out.getvalue().count("knee:") == 1  # type: ignore[attr-defined]
+
+
 def test_api_key_comes_from_the_named_variable_and_is_never_recorded(app: App, tmp_path: Path,
                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     out = tmp_path / "llm.json"

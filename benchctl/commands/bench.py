@@ -206,6 +206,21 @@ def attach_manifest(app: App, result: Any, target: BenchTarget, kind: str, value
         app.ui.warn(f"manifest.json not written: {exc.strerror}")
 
 
+def say_sweep(app: App, result: Any) -> None:
+    """A sweep of three points or more ends with its analysis (knee, saturation, the SLO when the run has one):
+    the lines ``report`` starts with, so the user sees where the service saturates without another command."""
+    from benchctl.report.analysis import SloError, sweep_summary
+
+    if len(result.points) < 3:
+        return
+    try:
+        lines = sweep_summary(result)
+    except SloError as exc:  # the run's own --slo was checked before it ran; say it rather than lose the run
+        lines = [f"SLO: {exc}"]
+    for line in lines:
+        app.ui.info(line)
+
+
 def cmd_bench(app: App, args: ParsedArgs) -> None:
     """Benchmark a ready service with its client (LLM servers: streaming load with vLLM's metrics; vector
     databases: ingest, recall@k and a QPS sweep; IO500: submit, wait, scores), or any endpoint with `bench llm
@@ -261,6 +276,8 @@ def cmd_bench(app: App, args: ParsedArgs) -> None:
                            "is all that is left of this run)") from None
     app.last_run_id = result.run_id
     app.ui.renderable(kind.summary_view(result))
+    if interrupted is None:
+        say_sweep(app, result)
     app.ui.info(f"results: {path}" + (f" (and {output})" if output else ""))
     if writer.index_error is not None:
         app.ui.warn(f"the run is saved but not listed in {writer.root / 'index.jsonl'}: {writer.index_error.strerror}")
