@@ -19,7 +19,17 @@ from benchctl.app import App
 from benchctl.bench.io500.parse import load_result_dir
 from benchctl.bench.results import PointResult, RunResult, RunWriter, read_run
 from benchctl.report import analysis, content, plots, series
-from benchctl.report.analysis import Limit, SloError, curve_of, kneedle, parse_slo, saturation, sweep_summary
+from benchctl.report.analysis import (
+    Limit,
+    SloError,
+    curve_of,
+    find_knee,
+    knee_line,
+    kneedle,
+    parse_slo,
+    saturation,
+    sweep_summary,
+)
 from benchctl.report.terminal import terminal_view
 from tests.conftest import string_ui
 from tests.test_completion import completions
@@ -122,6 +132,16 @@ def test_kneedle_on_a_queueing_curve_and_through_noise() -> None:
 @pytest.mark.parametrize("ys", [[100, 100, 100, 100], [1, 2, 3, 4], [10, 40, 55, 60], [5, 5]])
 def test_no_knee_when_the_curve_does_not_bend(ys: list[float]) -> None:
     assert kneedle(list(range(1, len(ys) + 1)), ys) is None  # flat, straight, concave, too short
+
+
+@pytest.mark.parametrize(("p99", "why"), [
+    ([100, 104, 106], "no bend: latency flat, 6 % rise (< 10 %)"),
+    ([3.5, 9.6, 19.4], "no bend: latency climbs 3.50 → 19.4 ms steadily from the first point"),
+    ([100, 200], "too few points"),
+])
+def test_the_no_knee_line_says_which_reason(p99: list[float], why: str) -> None:
+    curve = curve_of("llm", points([10.0] * len(p99), p99))
+    assert knee_line(curve, find_knee(curve)).startswith(f"knee: none ({why}")
 
 
 def points(throughputs: list[float], p99_e2el: list[float]) -> list[dict[str, object]]:

@@ -218,7 +218,7 @@ def say_sweep(app: App, result: Any) -> None:
     except SloError as exc:  # the run's own --slo was checked before it ran; say it rather than lose the run
         lines = [f"SLO: {exc}"]
     for line in lines:
-        app.ui.info(line)
+        app.ui.print(line, wrap=True)  # prose: wrapped between words
 
 
 def cmd_bench(app: App, args: ParsedArgs) -> None:

@@ -242,9 +242,15 @@ def knee_line(curve: Curve, knee: Knee | None) -> str:
     method = (f"maximum curvature of {curve.latency_name} vs {curve.load_name} (Kneedle on the normalised, "
               "non-decreasing curve)")
     if knee is None:
-        usable = sum(p.latency is not None for p in curve.points)
-        why = "too few points" if usable < 3 else (f"no bend: latency flat (< {MIN_KNEE_RISE * 100:.0f} % rise), "
-                                                     "straight or rising from the first point")
+        lats = [p.latency for p in curve.points if p.latency is not None]
+        if len(lats) < 3:
+            why = "too few points"
+        elif min(lats) > 0 and max(lats) < min(lats) * (1 + MIN_KNEE_RISE):
+            pct = (max(lats) / min(lats) - 1) * 100
+            why = f"no bend: latency flat, {pct:.0f} % rise (< {MIN_KNEE_RISE * 100:.0f} %)"
+        else:
+            why = (f"no bend: latency climbs {_fmt(min(lats))} → {_fmt(max(lats))} ms steadily from the first "
+                   "point, with no flat stretch before it")
         return f"knee: none ({why}); method: {method}"
     after = next((p for p in curve.points[knee.index + 1:] if p.latency is not None), None)
     rise = f", {_fmt(after.latency)} ms at {after.label}" if after is not None and after.latency is not None else ""

@@ -62,13 +62,20 @@ def sweep_bars(curve: analysis.Curve) -> FitTable | None:
     knee, sat = analysis.find_knee(curve), analysis.saturation(curve)
     top_t = max((p.throughput or 0.0) for p in pts)
     top_l = max((p.latency or 0.0) for p in pts)
-    table = FitTable([Col("POINT", justify="left"), Col(curve.throughput_unit), Col("bar", 1, "left"),
-                      Col(f"{curve.latency_name} ms"), Col("bar ", 2, "left"), Col("", 0, "left")])
-    for i, p in enumerate(pts):
-        marks = [m for m, hit in (("knee", knee is not None and knee.index == i),
-                                  ("saturated", sat is not None and sat.saturated and sat.index == i)) if hit]
-        table.add_row(p.label, num(p.throughput), bar(p.throughput, top_t), num(p.latency), bar(p.latency, top_l),
-                      Text(" ◀ " + ", ".join(marks), style="bold") if marks else "")
+    marks = [[m for m, hit in (("knee", knee is not None and knee.index == i),
+                               ("saturated", sat is not None and sat.saturated and sat.index == i)) if hit]
+             for i in range(len(pts))]
+    cols = [Col("POINT", justify="left"), Col(curve.throughput_unit), Col("bar", 1, "left"),
+            Col(f"{curve.latency_name} ms"), Col("bar ", 2, "left")]
+    if any(marks):  # the marks column only when there is a mark: an empty one reads as a cut-off table
+        cols.append(Col("", 0, "left"))
+    table = FitTable(cols)
+    for p, mark in zip(pts, marks, strict=True):
+        cells: list[str | Text] = [p.label, num(p.throughput), bar(p.throughput, top_t), num(p.latency),
+                            bar(p.latency, top_l)]
+        if any(marks):
+            cells.append(Text(" ◀ " + ", ".join(mark), style="bold") if mark else "")
+        table.add_row(*cells)
     return table
 
 
