@@ -343,6 +343,9 @@ def test_script_shape(tmp_path: Path) -> None:
             "--disconnect-rate 0 --api-key-env BENCHCTL_API_KEY &") in none  # the job's own key, by name
     assert "_bc_http_ok /health" in none
     assert "--api-key-env" not in render(tmp_path, "none", options={"no_auth": True})
+    assert "--invalid-rate" not in none  # only when asked for
+    assert "--disconnect-rate 0 --invalid-rate 0.25 --api-key" in render(tmp_path, "none",
+                                                                         options={"invalid_rate": 0.25})
     fallback = render(tmp_path, "apptainer")
     assert f"export PATH={HOST_BIN_DIR}:" in fallback and "apptainer exec" not in fallback
     assert "no llm-sim image is configured" in fallback
@@ -360,7 +363,8 @@ def test_hostile_model_name_is_quoted(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("flag", "value"), [("--ttft-ms", "abc"), ("--itl-ms", "-1"), ("--error-rate", "1.5"),
-                                           ("--disconnect-rate", "nan"), ("--output-tokens", "0"), ("--model", " ")])
+                                           ("--disconnect-rate", "nan"), ("--invalid-rate", "2"),
+                                           ("--output-tokens", "0"), ("--model", " ")])
 def test_bad_values_are_refused_by_their_option(flag: str, value: str) -> None:
     """Refused when the line (or a recipe) is parsed, before anything is rendered or submitted."""
     [opt] = [o for o in LlmSim.start_options() if o.flag == flag]

@@ -54,7 +54,9 @@ class LlmSim(LlmServer):
                metavar="N"),
         Option("--error-rate", "fraction of requests answered HTTP 500", _FRACTION, default=0.0, metavar="F"),
         Option("--disconnect-rate", "fraction of streams cut mid-way", _FRACTION, default=0.0, metavar="F"),
-        Option("--seed", "seed of the error/disconnect draws (default: random)", integer(0), metavar="N"),
+        Option("--invalid-rate", "fraction of structured-output answers that break their constraint",
+               _FRACTION, default=0.0, metavar="F"),
+        Option("--seed", "seed of the error/disconnect/invalid draws (default: random)", integer(0), metavar="N"),
     )
 
     def uses_host_python(self, values: Mapping[str, Any]) -> bool:
@@ -73,7 +75,7 @@ class LlmSim(LlmServer):
         return {
             "model": str(values["model"]),
             **{k: int(values[k]) for k in ("output_tokens", "tokens_per_chunk", "max_concurrency")},
-            **{k: _g(values[k]) for k in ("ttft_ms", "itl_ms", "error_rate", "disconnect_rate")},
+            **{k: _g(values[k]) for k in ("ttft_ms", "itl_ms", "error_rate", "disconnect_rate", "invalid_rate")},
             "seed": None if seed is None or seed == "" else int(seed),
             "host_fallback": values["runtime"] == "apptainer" and self.uses_host_python(values),
         }
