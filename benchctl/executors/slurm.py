@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from benchctl.executors.base import Executor, ExecutorError, UnknownJob
-from benchctl.executors.process import CommandNotFound, Runner, submission_env
+from benchctl.executors.process import CommandNotFound, Completed, Runner, submission_env
 from benchctl.slurm.parse import (
     SACCT_FIELDS,
     SQUEUE_FORMAT,
@@ -120,6 +120,10 @@ class SlurmExecutor(Executor):
         # sbatch passes its environment to the job (--export=ALL, Slurm's default): the job's secrets too.
         res = self._run(["sbatch", "--export=ALL", "--parsable", str(script)], env={**submission_env(), **(env or {})},
                         cwd=str(cwd))
+        return self._submitted_id(res)
+
+    def _submitted_id(self, res: Completed) -> str:
+        """The job id sbatch printed, or its failure as one ExecutorError (the controller down said so)."""
         if not res.ok:
             down = self._controller_error("sbatch", res.error_text())
             raise down or ExecutorError(f"sbatch failed: {res.error_text()}")

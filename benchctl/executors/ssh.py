@@ -30,7 +30,6 @@ from benchctl.executors.process import Completed, Runner
 from benchctl.executors.slurm import SlurmExecutor, parse_accounts
 from benchctl.executors.ssh_connect import ConnectionLost, SshConnection, parse_remote, resolve_target
 from benchctl.executors.ssh_forward import Forwards
-from benchctl.slurm.parse import ParseError, parse_sbatch
 
 if TYPE_CHECKING:
     import paramiko
@@ -253,14 +252,7 @@ class SshExecutor(SlurmExecutor):
                 return job_id
             log.warning("job %s never reached Slurm; submitting it again", token)
             res = self._remote(command, argv, retry=False, input_text=stdin)
-        if not res.ok:
-            down = self._controller_error("sbatch", res.error_text())
-            raise down or ExecutorError(f"sbatch failed: {res.error_text()}")
-        try:
-            job_id, _cluster = parse_sbatch(res.stdout)
-        except ParseError as exc:
-            raise ExecutorError(str(exc)) from None
-        return job_id
+        return self._submitted_id(res)
 
     def _after_drop(self, token: str, exc: ConnectionLost) -> str:
         """The id of the job submitted with ``token`` when it reached Slurm before the drop ("" when not)."""

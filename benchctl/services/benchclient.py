@@ -16,16 +16,14 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
-from benchctl.jobs import Job
 from benchctl.options import Option, integer
-from benchctl.services.base import ServiceError, SlurmServer
-from benchctl.slurm.states import JobState
+from benchctl.services.server import OneShot
 
 SPEC = "spec.json"
 OUT = "client"  # the tasks' records and results, in the job's folder
 
 
-class BenchClient(SlurmServer):
+class BenchClient(OneShot):
     name = "bench-client"
     summary = "the benchmark client as a Slurm job (submitted by `bench SERVICE --client job`)"
     template = "bench-client.sbatch.j2"
@@ -55,18 +53,6 @@ class BenchClient(SlurmServer):
 
     def make_credentials(self, values: Mapping[str, Any], run_dir: Path) -> dict[str, str]:
         return dict(self.env)
-
-    def is_ready(self, job: Job) -> bool:
-        """"Ready" = the client ended well (`bench` follows the job itself; this serves `check --wait`)."""
-        if not job.state.is_final:
-            return False
-        if job.state is JobState.COMPLETED and job.exit_code in (None, 0):
-            return True
-        raise ServiceError(self.failure_reason(job))
-
-    @property
-    def ready_word(self) -> str:
-        return "finished"
 
 
 __all__ = ["OUT", "SPEC", "BenchClient"]

@@ -11,14 +11,13 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
-from benchctl.jobs import Job
 from benchctl.options import Option, text
-from benchctl.services.base import ServiceError, SlurmServer, sif_path
-from benchctl.slurm.states import JobState
+from benchctl.services.base import ServiceError, sif_path
+from benchctl.services.server import OneShot
 from benchctl.templates import TemplateError
 
 
-class Pull(SlurmServer):
+class Pull(OneShot):
     name = "pull"
     summary = "pull container images into the SIF cache, once, ahead of a run (pull SERVICE|all)"
     template = "pull.sbatch.j2"
@@ -55,18 +54,6 @@ class Pull(SlurmServer):
         settings = self.ctx.settings
         return {"pulls": [{"image": self.ctx.images[k], "sif": sif_path(settings, self.ctx.images[k], k)}
                           for k in keys]}
-
-    def is_ready(self, job: Job) -> bool:
-        """"Ready" = every image pulled (the job ended well)."""
-        if not job.state.is_final:
-            return False
-        if job.state is JobState.COMPLETED and job.exit_code in (None, 0):
-            return True
-        raise ServiceError(self.failure_reason(job))
-
-    @property
-    def ready_word(self) -> str:
-        return "finished"
 
 
 __all__ = ["Pull"]

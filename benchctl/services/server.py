@@ -181,14 +181,25 @@ class VectorServer(Server):
         return cls.name
 
 
-class BatchRun(SlurmServer):
-    """A job that runs to completion (no endpoint): "ready" means finished with results."""
-
-    results_name: ClassVar[str] = "results"  # what the user is told is missing when it ended without them
+class OneShot(SlurmServer):
+    """A job that does one thing and ends (an image pull, a benchmark client): "ready" = it ended well."""
 
     @property
     def ready_word(self) -> str:
         return "finished"
+
+    def is_ready(self, job: Job) -> bool:
+        if not job.state.is_final:
+            return False
+        if job.state is JobState.COMPLETED and job.exit_code in (None, 0):
+            return True
+        raise ServiceError(self.failure_reason(job))
+
+
+class BatchRun(OneShot):
+    """A job that runs to completion (no endpoint): "ready" means finished with results."""
+
+    results_name: ClassVar[str] = "results"  # what the user is told is missing when it ended without them
 
     @abstractmethod
     def has_results(self, job: Job) -> bool:
@@ -210,4 +221,4 @@ class BatchRun(SlurmServer):
         return f"{job.label} still {job.state.value} after {timeout:.0f} s — 'logs {job.id}' shows its progress"
 
 
-__all__ = ["BatchRun", "Endpoint", "LlmServer", "Server", "VectorServer", "served_models"]
+__all__ = ["BatchRun", "Endpoint", "LlmServer", "OneShot", "Server", "VectorServer", "served_models"]
