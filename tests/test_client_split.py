@@ -96,8 +96,9 @@ def task_result(task: int, node: str, cpu: float = 0.1, lag: float = 0.0005, n: 
 
 def two_tasks() -> list[dict[str, Any]]:
     # Task 0 is fast (TTFT 10 ms), task 1 slow with a long tail: the union's p99 is not the tasks' average.
-    fast = [record(0, i, 0.05 * i, 0.010) for i in range(60)]
-    slow = [record(1, i, 0.05 * i + 0.01, 0.050 + (0.5 if i >= 50 else 0.0)) for i in range(60)]
+    # Closed-loop tasks number their requests interleaved (LlmConfig.number): task t's k-th is 2k + t.
+    fast = [record(0, 2 * i, 0.05 * i, 0.010) for i in range(60)]
+    slow = [record(1, 2 * i + 1, 0.05 * i + 0.01, 0.050 + (0.5 if i >= 50 else 0.0)) for i in range(60)]
     return fast + slow
 
 

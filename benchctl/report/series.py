@@ -73,7 +73,10 @@ def _window_start(p: Mapping[str, Any]) -> float | None:
 
 
 def _record_label(kind: str, p: Mapping[str, Any]) -> str:
-    """The label a point's records carry (``point`` of an LLM record; a vector record has its concurrency)."""
+    """The label a point's records carry (``point`` of an LLM record: a workload's own name for its point, e.g.
+    a ramp's or a trace's; a vector record has its concurrency)."""
+    if kind == "llm" and p.get("workload_label"):
+        return str(p["workload_label"])
     rate = p.get("rate")
     if kind == "llm" and isinstance(rate, (int, float)):
         return f"rate {rate:g}/s"

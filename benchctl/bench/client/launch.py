@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from benchctl.bench.client.launchers import Here, JobClient, Launcher
 from benchctl.bench.client.merge import merge, task_summary
 from benchctl.bench.client.options import ClientPlan
-from benchctl.bench.client.task import HEADERS_VARIABLE, PREFIX
+from benchctl.bench.client.task import HEADERS_VARIABLE, PREFIX, point_label
 from benchctl.bench.kind import BenchError, BenchTarget, PartialRun, Progress
 
 if TYPE_CHECKING:
@@ -97,18 +97,20 @@ def run_client(app: App, plan: ClientPlan, kind: LlmKind, target: BenchTarget, c
                progress: Progress) -> RunResult:
     """Run the llm kind's sweep as ``plan`` says; interrupted (Ctrl-C), the tasks are stopped and what they
     recorded is merged and raised inside ``PartialRun``."""
+    from benchctl import aio
     from benchctl.bench.llm.backends import BACKENDS
     from benchctl.bench.llm.kind import auth_headers
+    from benchctl.bench.llm.workloads import WorkloadError, plan_for
     from benchctl.bench.sampler import Sampler
 
-    # A workload that prepares state in the process (conversations, a trace, a ramp) is not split yet.
-    workload = cfg.workload or "default"
-    if workload != "default" or cfg.ramp:
-        raise BenchError(f"bench: --client job/--client-tasks run the default workload only so far (not "
-                         f"{'--ramp' if workload == 'default' else '--workload ' + workload}); use --client here")
     kind._settle(target, cfg)
     headers = auth_headers(cfg.api_key_env) or dict(target.headers)
     kind._size_prompts(target.url, cfg, headers, progress)  # once, here: every task sends the same prompts
+    try:  # here for the user's notes and a bad file said at once; every task prepares its own copy the same way
+        for note in aio.run(plan_for(cfg).prepare(target.url, headers)):
+            progress.info(note)
+    except WorkloadError as exc:
+        raise BenchError(f"bench {target.name}: {exc}") from None
     with Sampler.for_server(writer.dir, target.url, BACKENDS[cfg.backend].metrics, cfg.server_metrics_interval,
                             headers, target.sidecars) as timeline:
         return _run(app, plan, kind, target, cfg, writer, progress, headers, timeline)
@@ -116,8 +118,9 @@ def run_client(app: App, plan: ClientPlan, kind: LlmKind, target: BenchTarget, c
 
 def _run(app: App, plan: ClientPlan, kind: LlmKind, target: BenchTarget, cfg: LlmConfig, writer: RunWriter,
          progress: Progress, headers: dict[str, str], timeline: Sampler) -> RunResult:
-    from benchctl.bench.client.split import split_counts, sweep
+    from benchctl.bench.client.split import open_loop, split_counts, sweep
     from benchctl.bench.llm import server_metrics as sm
+    from benchctl.bench.llm.workloads import plan_for
     from benchctl.bench.sampler import Window
 
     launcher: Launcher = (Here(app, writer.dir / "client", plan.tasks) if plan.where == "here" else
@@ -128,15 +131,18 @@ def _run(app: App, plan: ClientPlan, kind: LlmKind, target: BenchTarget, cfg: Ll
     launcher.start(spec, {HEADERS_VARIABLE: json.dumps(headers)} if headers else {})
     shares = {c: split_counts(c, plan.tasks) for c, _ in sweep(cfg)}
     progress.note(f"  client: {launcher.label}; users per task " + ", ".join(
-        f"c={c}: {'+'.join(map(str, s))}" for c, s in shares.items()) if not cfg.rate else
-        f"  client: {launcher.label}; each takes every {plan.tasks}th arrival of the schedule")
+        f"c={c}: {'+'.join(map(str, s))}" for c, s in shares.items()) if not open_loop(cfg) else
+        f"  client: {launcher.label}; each sends one arrival in {plan.tasks} of the schedule")
     follower = Follower(launcher)
+    prefix = PrefixScrapes(target.url, headers) if plan_for(cfg).scrape_per_point else None
     interrupted: BaseException | None = None
     ended: str | None = None
     ended_at = 0.0
     try:
         while ended is None:
             for event in follower.read():
+                if prefix is not None and event.get("event") == "point":
+                    prefix.starting(str(event["point"]))
                 if event.get("event") == "warning":
                     progress.warn(f"client task {event.get('task')}: {event.get('text')}")
                 elif event.get("event") == "start":
@@ -159,23 +165,37 @@ def _run(app: App, plan: ClientPlan, kind: LlmKind, target: BenchTarget, cfg: Ll
         stop(launcher, follower, plan.tasks, progress)
     if ended:
         progress.warn(f"{launcher.label}: {ended}")
+    if prefix is not None and interrupted is None:
+        prefix.starting("")  # the last point's "after"
     records, results = read_outputs(launcher, plan.tasks)
     merged = merge(cfg, plan.tasks, records, results)
     if not merged.points and interrupted is None:
         raise BenchError(f"bench {target.name}: the client tasks measured nothing"
                          + (f" ({ended})" if ended else "") + f"; their output: {launcher.logs[0]}")
+    workload, said = plan_for(cfg), set()
+    # A workload may name its points (a ramp, a trace): their records carry that name, as in this process.
+    names = {point_label(c, r): workload.label(c, r) or point_label(c, r) for c, r in sweep(cfg)}
     for label, task, r in merged.requests:  # the run's requests.jsonl, as a run in this process writes it
-        writer.request({"point": label, "task": task, **r.to_record(0.0)})
+        writer.request({"point": names.get(label, label), "task": task, **r.to_record(0.0)})
     for point in merged.points:
         label = (f"rate {point['rate']:g}/s" if point["rate"] is not None else f"concurrency {point['concurrency']}")
+        named = workload.label(point["concurrency"], point["rate"])
+        if named:
+            point["workload_label"] = named
+        if prefix is not None and not point.get("interrupted") and (stats := prefix.of(label)) is not None:
+            point["prefix_cache"] = stats
         start = follower.starts.get(label)
         if start is not None:
             begin = timeline.elapsed() - (time.time() - start)
             summary = timeline.summary(Window(label, begin, begin + float(point["duration"])))
             if summary is not None:
                 point["server_timeline"] = summary
-        progress.note(f"  {label}: {point['completed']} ok, {point['failed']} failed, "
+        progress.note(f"  {named or label}: {point['completed']} ok, {point['failed']} failed, "
                       f"{point['request_throughput']:.1f} req/s ({plan.tasks} client tasks)")
+        for warning in workload.warnings(point):
+            if warning not in said:
+                said.add(warning)
+                progress.warn(f"{named or label}: {warning}")
     for warning in merged.warnings:
         progress.warn(warning)
     gone = any(p["client_health"]["unreachable"] or "stalled" in p["client_health"]["stopped_early"]
@@ -190,6 +210,35 @@ def _run(app: App, plan: ClientPlan, kind: LlmKind, target: BenchTarget, cfg: Ll
     if interrupted is not None:
         raise PartialRun(result, interrupted)
     return result
+
+
+class PrefixScrapes:
+    """The server's prefix-cache counters at each point's start (what the workload's hit rate is measured
+    between). A point's start line reaches the shell before its load begins (every task waits START_MARGIN
+    after the barrier, and all have finished the point before): that scrape ends the previous point too."""
+
+    def __init__(self, url: str, headers: dict[str, str]) -> None:
+        self.url, self.headers = url, headers
+        self.order: list[str] = []
+        self.scrapes: dict[str, dict[str, float]] = {}
+
+    def starting(self, label: str) -> None:
+        """Point ``label`` is about to start ("" = the run ended)."""
+        from benchctl.bench.llm import server_metrics as sm
+
+        if label in self.scrapes:
+            return
+        self.order.append(label)
+        self.scrapes[label] = sm.scrape(self.url, self.headers)
+
+    def of(self, label: str) -> dict[str, Any] | None:
+        """The point's prefix-cache figures, from its start to the next point's start (or the run's end)."""
+        from benchctl.bench.llm.workloads.prefix import prefix_cache_stats
+
+        if label not in self.order or self.order.index(label) + 1 >= len(self.order):
+            return None
+        after = self.order[self.order.index(label) + 1]
+        return prefix_cache_stats(self.scrapes[label], self.scrapes[after])
 
 
 def stop(launcher: Launcher, follower: Follower, count: int, progress: Progress) -> None:

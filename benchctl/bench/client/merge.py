@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from benchctl.bench.client import records as rec
-from benchctl.bench.client.split import share, sweep
+from benchctl.bench.client.split import open_loop, share, sweep
 from benchctl.bench.client.task import point_label
 from benchctl.bench.llm.config import LlmConfig
 from benchctl.bench.llm.loadgen import PointOutcome, client_limited, point_metrics
@@ -38,10 +38,11 @@ class Merged:
 
 def _warm(r: Mapping[str, Any], cfg: LlmConfig, count: int) -> bool:
     """Whether a record is a warm-up request: the open loop numbers requests in the one schedule; a closed-loop
-    task numbers its own, and warms up with its share of --warmup."""
-    if cfg.rate:
+    task numbers its own interleaved with the others' (``LlmConfig.number``), and warms up with its share of
+    --warmup."""
+    if open_loop(cfg):
         return int(r["i"]) < cfg.warmup
-    return int(r["i"]) < share(cfg.warmup, int(r["task"]), count)
+    return int(r["i"]) // count < share(cfg.warmup, int(r["task"]), count)
 
 
 def union(cfg: LlmConfig, count: int, records: Sequence[Mapping[str, Any]]) -> list[tuple[int, RequestResult]]:
@@ -49,7 +50,7 @@ def union(cfg: LlmConfig, count: int, records: Sequence[Mapping[str, Any]]) -> l
     warm-up requests: below ``cfg.warmup`` the warm-up ones, from it on the measured ones, in sending order."""
     loaded = sorted(((int(r["task"]), rec.load(dict(r)), _warm(r, cfg, count)) for r in records),
                     key=lambda x: (x[1].sent or x[1].scheduled, x[0]))
-    if cfg.rate:  # already one numbering: the schedule's
+    if open_loop(cfg):  # already one numbering: the schedule's
         return [(task, r) for task, r, _ in loaded]
     out, warm_n, measured_n = [], 0, 0
     for task, r, warm in loaded:
@@ -113,7 +114,8 @@ def merge(cfg: LlmConfig, count: int, records: Sequence[Mapping[str, Any]],
             max((float(p.get("cpu_seconds", 0.0)) for p in timed), default=0.0),
             next((str(h.get("stopped_early")) for h in health if h.get("stopped_early")), ""),
             any(bool(h.get("unreachable")) for h in health),
-            any(p.get("interrupted") for p in timed) or len(timed) < count - sum(1 for *_, p in ran if p.get("idle")))
+            any(p.get("interrupted") for p in timed) or len(timed) < count - sum(1 for *_, p in ran if p.get("idle")),
+            t0=0.0)  # the records' common clock starts at the point's start
         metrics = point_metrics(cfg, outcome, total, rate)
         metrics["client_health"]["tasks"] = [
             {"task": i, "node": t.get("node", ""), "users": p.get("users", 0),

@@ -1,9 +1,11 @@
 """Each client task's share of one load, so that the tasks together make exactly the requested load.
 
 Closed loop: ``c`` users over ``n`` tasks are ``c // n`` each, one more for the first ``c % n`` tasks; a
-``--requests`` (and ``--warmup``) count is split the same way. Open loop: every task computes the whole seeded
-arrival schedule and takes every ``n``-th arrival from its index (``loadgen.run_point`` with
-``cfg.task_index``/``cfg.task_count``), so the union is the one-process schedule for the same seed.
+``--requests`` (and ``--warmup``) count is split the same way. Open loop (``--rate``, ``--ramp``, a trace):
+every task computes the whole arrival schedule (seeded, or the trace's) and takes every ``n``-th arrival from
+its index (``loadgen.run_point`` with ``cfg.task_index``/``cfg.task_count``), so the union is the one-process
+schedule. A workload's request shapes (structured, chat, prefix) travel with the config: each task builds its
+own requests the same way, and each chat user holds its conversation in the task that runs it.
 """
 
 from __future__ import annotations
@@ -20,6 +22,12 @@ def share(total: int, index: int, count: int) -> int:
     if count < 1 or not 0 <= index < count:
         raise ValueError(f"task {index} of {count}")
     return total // count + (1 if index < total % count else 0)
+
+
+def open_loop(cfg: LlmConfig) -> bool:
+    """Whether the run's arrivals are a schedule (--rate, --ramp, a trace) that the tasks split by index,
+    rather than closed-loop users (default, structured, chat, prefix without --rate) that they split by count."""
+    return cfg.scheduled
 
 
 def users(concurrency: int, open_loop: bool, index: int, count: int) -> int:
@@ -39,9 +47,10 @@ def task_offsets(n: int, rate: float, arrival: str, burstiness: float, seed: int
 def task_config(cfg: LlmConfig, index: int, count: int) -> LlmConfig:
     """The config task ``index`` runs with. Closed loop: its share of the users and of --requests/--warmup.
     Open loop: the whole schedule's size (it takes its own arrivals from it) and its share of the cap."""
+    scheduled = open_loop(cfg)
     mine = dataclasses.replace(cfg, task_index=index, task_count=count,
-                               concurrency=[users(c, cfg.rate != [], index, count) for c in cfg.concurrency])
-    if not cfg.rate:
+                               concurrency=[users(c, scheduled, index, count) for c in cfg.concurrency])
+    if not scheduled:
         mine.requests = share(cfg.requests, index, count) if cfg.requests else 0
         mine.warmup = share(cfg.warmup, index, count)
     return mine
@@ -52,7 +61,7 @@ def idle(cfg: LlmConfig, whole: LlmConfig, concurrency: int) -> bool:
     them (``requests = 0`` would mean "until --duration" and run a task that should stay idle)."""
     if concurrency < 1:
         return True
-    return not whole.rate and bool(whole.requests) and cfg.requests + cfg.warmup == 0
+    return not open_loop(whole) and bool(whole.requests) and cfg.requests + cfg.warmup == 0
 
 
 def sweep(cfg: LlmConfig) -> list[tuple[int, float | None]]:
@@ -68,4 +77,4 @@ def split_counts(total: int, count: int) -> Sequence[int]:
     return [share(total, i, count) for i in range(count)]
 
 
-__all__ = ["idle", "share", "split_counts", "sweep", "task_config", "task_offsets", "users"]
+__all__ = ["idle", "open_loop", "share", "split_counts", "sweep", "task_config", "task_offsets", "users"]

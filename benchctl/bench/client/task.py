@@ -29,7 +29,7 @@ from types import FrameType
 from typing import Any, TypeVar
 
 from benchctl.bench.client import records as rec
-from benchctl.bench.client.split import idle, sweep, task_config, users
+from benchctl.bench.client.split import idle, open_loop, sweep, task_config, users
 from benchctl.bench.llm.config import LlmConfig
 
 PREFIX = "BENCHCTL_CLIENT "
@@ -116,9 +116,9 @@ def run_task(spec: dict[str, Any], out: Path, index: int, count: int) -> int:
     from benchctl.bench.llm.http import RequestFailed
     from benchctl.bench.llm.loadgen import PointState, point_metrics, run_point
     from benchctl.bench.llm.stream import RequestResult
+    from benchctl.bench.llm.workloads import plan_for
 
     whole = config_from(spec)
-    cfg = task_config(whole, index, count)
     headers = json.loads(os.environ.get(HEADERS_VARIABLE) or "{}")
     node = os.environ.get("SLURMD_NODENAME") or socket.gethostname().split(".")[0]
     result: dict[str, Any] = {"task": index, "count": count, "node": node, "pid": os.getpid(), "points": [],
@@ -127,9 +127,14 @@ def run_task(spec: dict[str, Any], out: Path, index: int, count: int) -> int:
     emit({"task": index, "event": "start", "node": node})
     code = 0
     try:
+        # The workload (its files, its sizes by the server's tokenizer) is made here, in every task, the way
+        # the shell made it: the same config gives the same requests. Then the task's share of the load.
+        whole.task_index, whole.task_count = index, count  # the workload's ids (a chat's) interleave too
+        aio.run(plan_for(whole).prepare(spec["url"], headers))
+        cfg = task_config(whole, index, count)
         for p, (total, rate) in enumerate(sweep(whole)):
             label = point_label(total, rate)
-            mine = users(total, rate is not None, index, count)
+            mine = users(total, open_loop(whole), index, count)
             start_wall = barrier(out, p, index, count)
             emit({"task": index, "event": "point", "point": label, "start": start_wall})
             if idle(cfg, whole, mine):

@@ -56,6 +56,22 @@ class LlmConfig:
     task_index: int = 0
     task_count: int = 1
 
+    @property
+    def scheduled(self) -> bool:
+        """Whether arrivals follow a schedule (--rate, --ramp, a trace: an open loop), not closed-loop users."""
+        return bool(self.rate) or bool(self.ramp) or self.workload == "trace"
+
+    def number(self, ordinal: int) -> int:
+        """The index of this process's ``ordinal``-th closed-loop request. Client tasks interleave (task i of n
+        sends i, i+n, i+2n, ...): a request's prompt, constraint or prefix group, all chosen by its index, is
+        never another task's -- n tasks sending the same texts would hit the server's prefix cache for free."""
+        return ordinal * self.task_count + self.task_index
+
+    def ordinal(self, index: int) -> int:
+        """A request's place among this process's own (its warm-up is the first ``warmup``): a schedule's
+        index is already that; a closed-loop index is ``number``'s."""
+        return index if self.scheduled else index // self.task_count
+
     def record(self) -> dict[str, Any]:
         """The configuration as stored in run.json (the prompts themselves stay in the file)."""
         return {k: v for k, v in vars(self).items() if k not in ("loaded_prompts", "workload_state")}

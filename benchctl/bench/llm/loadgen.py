@@ -100,7 +100,9 @@ class PointOutcome:
     stopped_early: str = ""
     unreachable: bool = False  # the point ended because the server could not be reached
     interrupted: bool = False  # Ctrl-C / SIGTERM: the results are those measured until then
-    t0: float = 0.0  # the point's start (perf_counter): per-second figures are relative to it
+    # The point's start on its requests' clock: per-second figures are relative to it. None = it never started
+    # (perf_counter); 0.0 is a real start -- merged client tasks' records are on a clock that starts at 0.
+    t0: float | None = None
 
 
 @dataclass
@@ -119,7 +121,7 @@ class PointState:
         duration = (time.perf_counter() if interrupted else end) - self.t0 if self.t0 else 0.0
         return PointOutcome(self.results, max(duration, 0.0), self.loop_lag, time.process_time() - self.cpu0,
                             "interrupted" if interrupted else self.stop_reason, self.unreachable, interrupted,
-                            self.t0)
+                            self.t0 or None)
 
 
 async def run_point(url: str, cfg: LlmConfig, concurrency: int, rate: float | None,
@@ -201,7 +203,7 @@ async def run_point(url: str, cfg: LlmConfig, concurrency: int, rate: float | No
                 unreachable_since[0] = unreachable_since[0] or r.sent
             elif r.http_status:
                 unreachable_since[0] = 0.0
-            if index >= cfg.warmup:
+            if cfg.ordinal(index) >= cfg.warmup:
                 finished[0] += 1
                 if not r.ok:
                     errors[0] += 1
@@ -216,8 +218,8 @@ async def run_point(url: str, cfg: LlmConfig, concurrency: int, rate: float | No
         if rate is None and schedule is None:
             async def user() -> None:
                 backoff, session = 0.0, workload.session()  # a user's own state: a chat's history
-                while (index := next_index()) is not None:
-                    r = await run_one(index, time.perf_counter(), session)
+                while (k := next_index()) is not None:
+                    r = await run_one(cfg.number(k), time.perf_counter(), session)
                     if pause := session.pause(r):  # a chat user's think time
                         await asyncio.sleep(pause)
                     if r.error_type in UNREACHABLE_KINDS:

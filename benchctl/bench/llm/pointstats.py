@@ -24,7 +24,7 @@ def _ms(values: list[float]) -> dict[str, float]:
 def point_metrics(cfg: LlmConfig, outcome: PointOutcome, concurrency: int, rate: float | None) -> dict[str, Any]:
     """One point (warm-up requests excluded): vLLM's whole result record (``vllm_format``) and benchctl's own
     keys beside it -- the concurrency/rate, errors by type, token-count source, the client's health."""
-    measured = [r for r in outcome.results if r.index >= cfg.warmup]
+    measured = [r for r in outcome.results if cfg.ordinal(r.index) >= cfg.warmup]
     ok = [r for r in measured if r.ok]
     dur = outcome.duration
     out_tokens = sum(r.tokens for r in ok)

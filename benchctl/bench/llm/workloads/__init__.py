@@ -86,7 +86,7 @@ class Workload:
             return f"ramp {self.cfg.ramp_from:g}->{self.cfg.ramp_to:g}/s"
         return ""
 
-    def point_metrics(self, measured: list[RequestResult], t0: float) -> dict[str, Any]:
+    def point_metrics(self, measured: list[RequestResult], t0: float | None) -> dict[str, Any]:
         """The workload's own figures of one point (warm-up excluded); ``t0`` is the point's start."""
         from benchctl.bench.llm.workloads.ramp import per_second
 

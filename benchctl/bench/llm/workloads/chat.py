@@ -106,7 +106,7 @@ class ChatWorkload(Workload):
         if cfg.turns < 1:
             raise WorkloadError("--turns must be at least 1")
         self.conversations = load_conversations(Path(cfg.prompts)) if cfg.prompts else []
-        self.ids = itertools.count()
+        self.ids = itertools.count(cfg.task_index, cfg.task_count)  # client tasks: never another's conversation
 
     def user_messages(self, conversation: int) -> list[str]:
         """The user messages of conversation ``conversation`` (at most --turns)."""
@@ -127,7 +127,7 @@ class ChatWorkload(Workload):
     def session(self) -> Session:
         return ChatSession(self)
 
-    def point_metrics(self, measured: list[RequestResult], t0: float) -> dict[str, Any]:
+    def point_metrics(self, measured: list[RequestResult], t0: float | None) -> dict[str, Any]:
         out = super().point_metrics(measured, t0)
         by_turn: dict[str, dict[str, Any]] = {}
         for turn in sorted({r.turn for r in measured if r.turn}):

@@ -68,10 +68,10 @@ def ramp_offsets(cfg: LlmConfig) -> list[float]:
     return out
 
 
-def per_second(measured: list[RequestResult], t0: float, cfg: LlmConfig) -> list[dict[str, Any]]:
+def per_second(measured: list[RequestResult], t0: float | None, cfg: LlmConfig) -> list[dict[str, Any]]:
     """One row per second of the point: requests due (sent), completed and failed (by when they ended),
     TTFT p50/p99 (ms) of the requests due in that second, and the ramp's target rate."""
-    if not measured or not t0:
+    if not measured or t0 is None:
         return []
     last = max(max(r.end, r.scheduled) for r in measured)
     n = max(1, math.ceil(last - t0))

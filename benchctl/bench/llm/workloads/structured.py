@@ -193,7 +193,7 @@ class StructuredWorkload(Workload):
     def session(self) -> Session:
         return StructuredSession(self)
 
-    def point_metrics(self, measured: list[RequestResult], t0: float) -> dict[str, Any]:
+    def point_metrics(self, measured: list[RequestResult], t0: float | None) -> dict[str, Any]:
         out = super().point_metrics(measured, t0)
         by_kind: dict[str, Counter[str]] = {}
         refused: dict[str, dict[str, Any]] = {}

@@ -185,7 +185,7 @@ class TraceWorkload(Workload):
     def session(self) -> Session:
         return TraceSession(self)
 
-    def point_metrics(self, measured: list[RequestResult], t0: float) -> dict[str, Any]:
+    def point_metrics(self, measured: list[RequestResult], t0: float | None) -> dict[str, Any]:
         out = super().point_metrics(measured, t0)
         end = None if self.end == float("inf") else self.end
         out["trace"] = {"name": self.name_shown, "path": self.cfg.trace, "layout": self.layout,
