@@ -38,6 +38,7 @@ from benchctl.ui import Ui
 
 if TYPE_CHECKING:
     from benchctl.bench.kind import BenchKind
+    from benchctl.jobs import Job
     from benchctl.services import ServiceContext, SlurmServer
 
 log = logging.getLogger(__name__)
@@ -109,6 +110,13 @@ class App:
     @property
     def executor_name(self) -> str:
         return self._executor.name if self._executor is not None else self.settings.text("executor")
+
+    def owns(self, job: Job) -> bool:
+        """Whether ``job`` belongs to this session's executor (and, over ssh, its login node): the jobs it
+        polls, lists as its own and may manage. Before the executor is made, by its name alone."""
+        if self._executor is None:
+            return job.executor == self.executor_name
+        return self._executor.owns(job)
 
     @property
     def executor(self) -> Executor:

@@ -63,7 +63,7 @@ class Poller:
         """One round; returns the delay before the next."""
         if self.app.jobs.sync():
             self.on_change()
-        jobs = [j for j in self.app.jobs.active() if j.executor == self.app.executor_name]
+        jobs = [j for j in self.app.jobs.active() if self.app.owns(j)]
         if not jobs:
             return self.base * 2
         try:

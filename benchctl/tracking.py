@@ -30,7 +30,7 @@ def refresh_jobs(executor: Executor, table: JobTable, jobs: Iterable[Job]) -> di
     Jobs the scheduler no longer knows keep their last state (sacct may lag; a purged id is not a failure).
     Raises ExecutorError when the scheduler cannot be asked at all.
     """
-    jobs = [j for j in jobs if j.executor == executor.name]
+    jobs = [j for j in jobs if executor.owns(j)]
     if not jobs:
         return {}
     statuses = executor.query([j.id for j in jobs])

@@ -306,6 +306,29 @@ def test_start_check_and_tunnel_over_ssh(isolated_env: Path, conn: FakeConnectio
     app.close()
 
 
+def test_jobs_of_another_login_node_are_neither_polled_nor_managed(isolated_env: Path, conn: FakeConnection,
+                                                                     slurm: CommentSlurm, service_port: int) -> None:
+    """A laptop's table holds jobs of two clusters: this connection must not ask its cluster about the other's
+    job ids (it would mark them gone, or report a stranger's job that has the same id)."""
+    from benchctl.jobs import Job
+    from benchctl.slurm.states import JobState
+
+    app, buf = ssh_app(conn, slurm)
+    mine = running(app, slurm, service_port)
+    app.jobs.add(Job(id="777", service="chroma", executor="ssh", state=JobState.RUNNING, nodes="x1",
+                     extra={"remote": "u200@other:22"}))
+    slurm.calls.clear()
+    assert app.run_line("status")
+    asked = " ".join(" ".join(c) for c in slurm.calls)
+    assert mine in asked and "777" not in asked
+    other = app.jobs.get("777")
+    assert other is not None and other.state is JobState.RUNNING  # not marked gone by the wrong cluster
+    assert not app.run_line("stop 777")
+    assert "job 777 runs on u200@other:22; manage it with 'benchctl --remote u200@other:22'" in buf.getvalue()
+    assert app.run_line("check chroma") and f"chroma job {mine}" in buf.getvalue()  # its own, not the newer 777
+    app.close()
+
+
 def test_tunnel_monitor_forwards_grafana_and_prometheus(isolated_env: Path, conn: FakeConnection, slurm: CommentSlurm,
                                                         service_port: int, other_port: int) -> None:
     app, buf = ssh_app(conn, slurm)

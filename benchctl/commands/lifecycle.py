@@ -23,6 +23,15 @@ if TYPE_CHECKING:
 
 
 # ---- targets -----------------------------------------------------------------------------------------
+def not_mine(app: App, job: Job) -> str:
+    """Why this session cannot manage ``job``, and how to reach the session that can."""
+    remote = str(job.extra.get("remote") or "")
+    if job.executor == app.executor_name and remote:  # the ssh executor, another login node
+        return f"job {job.id} runs on {remote}; manage it with 'benchctl --remote {remote}'"
+    return (f"job {job.id} was started by the {job.executor} executor; manage it with "
+            f"'benchctl --executor {job.executor}'")
+
+
 def resolve_jobs(app: App, target: str, *, active_only: bool = False, manage: bool = False) -> list[Job]:
     """A job id, or a service name (→ its latest job, or all its active jobs with active_only).
 
@@ -31,12 +40,11 @@ def resolve_jobs(app: App, target: str, *, active_only: bool = False, manage: bo
     """
     job = app.jobs.get(target)
     if job is not None:
-        if manage and job.executor != app.executor_name:
-            raise CommandError(f"job {job.id} was started by the {job.executor} executor; "
-                               f"manage it with 'benchctl --executor {job.executor}'")
+        if manage and not app.owns(job):
+            raise CommandError(not_mine(app, job))
         return [job]
     if target in app.services:
-        mine = [j for j in app.jobs.all() if j.service == target and j.executor == app.executor_name]
+        mine = [j for j in app.jobs.all() if j.service == target and app.owns(j)]
         active = [j for j in mine if not j.state.is_final]
         if active_only and active:
             return active
@@ -51,7 +59,7 @@ def refresh(app: App, jobs: Sequence[Job]) -> list[Job]:
     """The jobs with their latest scheduler state and log markers (jobs of other executors as they were)."""
     from benchctl.tracking import refresh_jobs
 
-    mine = [j for j in jobs if j.executor == app.executor.name]
+    mine = [j for j in jobs if app.executor.owns(j)]
     updated = refresh_jobs(app.executor, app.jobs, mine)
     return [updated.get(j.id, j) for j in jobs]
 

@@ -10,7 +10,7 @@ from rich.text import Text
 
 from benchctl.commands import Command, CommandError, ParsedArgs, Registry
 from benchctl.commands.jobs import STATE_STYLE
-from benchctl.commands.lifecycle import refresh, resolve_jobs, start_values, wait_for, wait_timeout
+from benchctl.commands.lifecycle import not_mine, refresh, resolve_jobs, start_values, wait_for, wait_timeout
 from benchctl.executors.base import ExecutorError
 from benchctl.executors.files import tail_lines
 from benchctl.jobs import Job
@@ -50,7 +50,7 @@ def submit(app: App, service: SlurmServer, args: ParsedArgs) -> None:
     values = start_values(app, service, args)
     refuse_secrets(service.name, values)
     running = [j for j in app.jobs.all() if j.service == service.name and not j.state.is_final
-               and j.executor == app.executor_name]
+               and app.owns(j)]
     if running and not args.get("dry_run"):
         app.ui.info(f"note: {service.name} already runs as " + ", ".join(f"{j.id} ({j.state.value})" for j in running)
                     + "; this starts another (bench and check take a job id to choose)")
@@ -155,8 +155,8 @@ def describe(app: App, job: Job, *, cached: bool = False) -> None:
     rows.append(("logs", str(job.out_path)))
     width = max(len(label) for label, _ in rows) + 1
     notes = []
-    if job.executor != app.executor_name:
-        notes.append(f"(last seen state: this job belongs to the {job.executor} executor)")
+    if not app.owns(job):
+        notes.append(f"(last seen state: {not_mine(app, job)})")
     if job.state.is_final and job.state is not JobState.COMPLETED:
         notes.append(service.failure_reason(job))
     elif job.state is JobState.COMPLETED and job.exit_code not in (None, 0):
@@ -181,7 +181,7 @@ def cmd_check(app: App, args: ParsedArgs) -> None:
     if args.positionals:  # a service: all its active jobs (else its latest)
         jobs = resolve_jobs(app, args.positionals[0], active_only=True, manage=bool(args.get("wait")))
     else:
-        mine = [j for j in app.jobs.all() if j.executor == app.executor_name]
+        mine = [j for j in app.jobs.all() if app.owns(j)]
         jobs = [j for j in mine if not j.state.is_final] or mine[-1:]
         if not jobs:
             raise CommandError("no jobs tracked (start one with 'start SERVICE')")
@@ -264,7 +264,7 @@ def cmd_stop(app: App, args: ParsedArgs) -> None:
     """Stop a service's jobs, one job, or all: the service shuts down cleanly, then the job is cancelled."""
     target = args.positionals[0]
     if target == "all":
-        jobs = [j for j in app.jobs.active() if j.executor == app.executor.name]
+        jobs = [j for j in app.jobs.active() if app.executor.owns(j)]
         if not jobs:
             app.ui.info("no active jobs")
             return

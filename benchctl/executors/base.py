@@ -6,12 +6,15 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from benchctl.errors import UserError
 from benchctl.executors.files import JobFiles, LocalFiles
 from benchctl.executors.process import Runner
 from benchctl.slurm.parse import JobStatus
+
+if TYPE_CHECKING:
+    from benchctl.jobs import Job
 
 
 class ExecutorError(UserError, RuntimeError):
@@ -70,6 +73,14 @@ class Executor(ABC):
     def remote(self) -> str:
         """The login node the jobs go to (``user@host[:port]``; "" when they run from here): labels the jobs."""
         return ""
+
+    def owns(self, job: Job) -> bool:
+        """Whether ``job`` is this executor's to query and manage: started by this kind of executor and, over
+        ssh, on this login node (a laptop's table may hold jobs of two clusters: asking one cluster about the
+        other's job ids would mark them gone, or worse, report a stranger's job)."""
+        if job.executor != self.name:
+            return False
+        return not self.remote or str(job.extra.get("remote") or self.remote) == self.remote
 
     def reach(self, host: str, port: int) -> tuple[str, int]:
         """Where this machine connects to reach ``host:port`` as the jobs' side sees it (the ``ssh`` executor

@@ -39,7 +39,7 @@ def newest_monitor(ctx: ServiceContext) -> Job | None:
     """The newest active (as last recorded) monitor job of this executor: what jobs register with, what bench
     pushes to and what `metrics` reads."""
     monitors = [j for j in ctx.jobs.all() if j.service == "monitor" and not j.state.is_final
-                and j.executor == ctx.executor.name and j.run_dir]
+                and ctx.executor.owns(j) and j.run_dir]
     return max(monitors, key=lambda j: j.submitted_at, default=None)
 
 
