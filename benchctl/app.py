@@ -140,9 +140,14 @@ class App:
             from benchctl.services import ServiceContext, load_images
             from benchctl.templates import Renderer
 
+            # Jobs run benchctl's python (runtime-none services, the bench client): this one on a login node;
+            # over ssh the cluster's own when `remote.python` names it (a laptop's path means nothing there).
+            python = sys.executable
+            if self.executor.remote and self.settings.text("remote.python"):
+                python = self.settings.expand("remote.python")
             self._ctx = ServiceContext(settings=self.settings, executor=self.executor, jobs=self.jobs,
                                        renderer=Renderer(self._templates_dir), images=load_images(),
-                                       host_bin_dir=os.path.dirname(sys.executable))
+                                       host_bin_dir=os.path.dirname(python), python=python)
         return self._ctx
 
     @property

@@ -329,6 +329,22 @@ def test_jobs_of_another_login_node_are_neither_polled_nor_managed(isolated_env:
     app.close()
 
 
+def test_runtime_none_jobs_run_the_clusters_python_over_ssh(isolated_env: Path, conn: FakeConnection,
+                                                            slurm: CommentSlurm, tmp_path: Path) -> None:
+    """remote.python names benchctl's python on the cluster: runtime-none jobs and the bench client run it (the
+    laptop's own path would mean nothing on the login node)."""
+    import sys
+
+    app, buf = ssh_app(conn, slurm)
+    app.settings.layer({"remote.python": "~/venv/bin/python"}, "test")
+    assert app.run_line("start llm-sim --runtime none"), buf.getvalue()
+    script = Path(app.jobs.all()[-1].script_path).read_text()
+    remote_bin = tmp_path / "remote-home" / "venv" / "bin"
+    assert f"export PATH={remote_bin}:" in script and os.path.dirname(sys.executable) not in script
+    assert app.service_context().python == str(remote_bin / "python")
+    app.close()
+
+
 def test_tunnel_monitor_forwards_grafana_and_prometheus(isolated_env: Path, conn: FakeConnection, slurm: CommentSlurm,
                                                         service_port: int, other_port: int) -> None:
     app, buf = ssh_app(conn, slurm)

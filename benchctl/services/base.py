@@ -58,6 +58,7 @@ class ServiceContext:
     images: Mapping[str, str]
     host_bin_dir: str  # put on PATH in runtime-none jobs (where `chroma` etc. were installed)
     _site: Site | None = field(default=None, repr=False)
+    python: str = ""  # the python jobs run benchctl's own code with ("" = this one: sys.executable)
 
     @property
     def files(self) -> JobFiles:

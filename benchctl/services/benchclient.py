@@ -42,8 +42,8 @@ class BenchClient(OneShot):
         self.env: dict[str, str] = {}
 
     def template_values(self, values: Mapping[str, Any], run_dir: Path) -> dict[str, Any]:
-        # The python benchctl runs with (a test pins another with ``python``).
-        python = str(values.get("python") or sys.executable)
+        # The python benchctl runs with, or the cluster's (`remote.python`); a test pins another with ``python``.
+        python = str(values.get("python") or self.ctx.python or sys.executable)
         return {"tasks": int(values["client_tasks"]), "python": python, "spec": str(run_dir / SPEC),
                 "out": str(run_dir / OUT), "local": self.ctx.executor.name == "local"}
 
