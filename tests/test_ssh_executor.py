@@ -345,6 +345,34 @@ def test_runtime_none_jobs_run_the_clusters_python_over_ssh(isolated_env: Path, 
     app.close()
 
 
+def test_exporter_sidecars_are_scraped_through_a_forward(isolated_env: Path, conn: FakeConnection,
+                                                         slurm: CommentSlurm, tmp_path: Path) -> None:
+    """bench's timeline samples a job's --exporters sidecars: from a laptop, through a forward (node:port of a
+    compute node is not reachable from there)."""
+    import json
+
+    from benchctl.commands.bench import exporter_targets
+    from benchctl.jobs import Job
+    from benchctl.slurm.states import JobState
+
+    app, _buf = ssh_app(conn, slurm)
+    mon_dir = tmp_path / "remote-home" / "mon"
+    (mon_dir / "targets" / "exporters").mkdir(parents=True)
+    (mon_dir / "targets" / "exporters" / "500-node-n2.json").write_text(json.dumps(
+        [{"targets": ["n2:9100"], "labels": {"exporter": "node", "node": "n2", "job_id": "500"}}]))
+    slurm.jobs["400"] = FakeJob("400", state="RUNNING", nodes="n1")
+    app.jobs.add(Job(id="400", service="monitor", executor="ssh", state=JobState.RUNNING, run_dir=str(mon_dir),
+                     out_path=str(mon_dir / "slurm-400.out"), extra={"remote": "u100@login:8822"}))
+    server = Job(id="500", service="llm-sim", executor="ssh", state=JobState.RUNNING, options={"exporters": "node"},
+                 extra={"remote": "u100@login:8822"})
+    [target] = exporter_targets(app, server)
+    assert target.name == "node@n2" and target.url.startswith("http://127.0.0.1:")
+    forward = app.executor.forwards.find("n2", 9100)  # type: ignore[attr-defined]
+    assert forward is not None
+    assert target.url == f"http://127.0.0.1:{forward.local_port}/metrics"
+    app.close()
+
+
 def test_tunnel_monitor_forwards_grafana_and_prometheus(isolated_env: Path, conn: FakeConnection, slurm: CommentSlurm,
                                                         service_port: int, other_port: int) -> None:
     app, buf = ssh_app(conn, slurm)

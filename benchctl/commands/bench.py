@@ -16,6 +16,7 @@ from benchctl.bench.client.options import CLIENT_OPTIONS, client_plan
 from benchctl.bench.kind import COMMON_OPTIONS, BenchError, BenchKind, BenchTarget, PartialRun
 from benchctl.commands import Command, CommandError, ParsedArgs, Registry
 from benchctl.commands.lifecycle import refresh, resolve_jobs, start_values, wait_for, wait_timeout
+from benchctl.executors.base import ExecutorError
 from benchctl.options import Complete, Option, integer
 
 if TYPE_CHECKING:
@@ -140,9 +141,12 @@ def exporter_targets(app: App, job: Job) -> list[Any]:
         for name in sorted(names):
             entry = json.loads(app.executor.files.read_text(folder / name))[0]
             kind = str(entry["labels"]["exporter"])
-            out.append(ScrapeTarget(f"{kind}@{entry['labels']['node']}", f"http://{entry['targets'][0]}/metrics",
+            # node:port as this machine reaches it (over ssh: a forward, as for the server itself)
+            host, _, port = str(entry["targets"][0]).rpartition(":")
+            host, local = app.executor.reach(host.strip("[]"), int(port))
+            out.append(ScrapeTarget(f"{kind}@{entry['labels']['node']}", f"http://{host}:{local}/metrics",
                                     FAMILIES[kind], monitor.credentials(mon_job)))
-    except (OSError, ValueError, KeyError, IndexError, TypeError):
+    except (OSError, ValueError, KeyError, IndexError, TypeError, ExecutorError):
         return out  # the timeline then has the server alone
     return out
 
