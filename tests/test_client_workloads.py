@@ -7,26 +7,14 @@ schedule's arrivals are the one-process schedule, and the server's prefix-cache 
 from __future__ import annotations
 
 import json
-import threading
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from benchctl.bench.client import records as rec
-from benchctl.bench.client.task import run_task
 from benchctl.bench.llm.config import LlmConfig
 from benchctl.bench.llm.workloads.ramp import ramp_offsets
-
-
-def run_tasks(tmp_path: Path, url: str, cfg: LlmConfig, count: int) -> list[dict[str, Any]]:
-    spec = {"config": cfg.record(), "url": url}
-    threads = [threading.Thread(target=run_task, args=(spec, tmp_path, i, count)) for i in range(count)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(60)
-    return [r for i in range(count) for r in rec.parse_lines((tmp_path / f"requests-{i}.jsonl").read_text())]
+from tests.test_client_split import run_tasks
 
 
 def test_closed_loop_tasks_never_send_the_same_request(tmp_path: Path) -> None:
