@@ -188,8 +188,10 @@ async def run_point(url: str, cfg: LlmConfig, concurrency: int, rate: float | No
         deadline = t0 + cfg.duration if not cfg.requests else float("inf")
         counter = [0]
 
-        def next_index() -> int | None:
-            if st.stop_reason or (limit and counter[0] >= limit) or time.perf_counter() >= deadline:
+        def next_index(due: float | None = None) -> int | None:
+            # An open loop's arrival counts by when it was DUE: a dispatcher running late (a busy machine) must
+            # still send an arrival scheduled before the end, or lateness would silently thin the schedule.
+            if st.stop_reason or (limit and counter[0] >= limit) or (due or time.perf_counter()) >= deadline:
                 return None
             counter[0] += 1
             return counter[0] - 1
@@ -255,7 +257,7 @@ async def run_point(url: str, cfg: LlmConfig, concurrency: int, rate: float | No
                     delay = due - time.perf_counter()
                     if delay > 0:
                         await asyncio.sleep(delay)
-                    if next_index() is None:
+                    if next_index(due) is None:
                         break
                     tasks.append(asyncio.create_task(capped(k, due)))
 
