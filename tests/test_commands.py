@@ -535,7 +535,7 @@ def test_jobs_of_another_executor_are_shown_but_not_managed(app: App, fake_slurm
 
     app.jobs.add(Job(id="local-1", service="chroma", executor="local", state=JobState.RUNNING))
     assert app.run_line("check local-1")  # shown, with a note, from the table
-    assert "belongs to the local executor" in output(app)
+    assert "(last seen state: job local-1 was started by the local executor; manage it with" in output(app)
     msg = fails_with(app, "stop local-1")
     assert "started by the local executor" in msg and "--executor local" in msg
     # A service name resolves among this executor's jobs only.
