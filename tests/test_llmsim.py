@@ -346,6 +346,8 @@ def test_script_shape(tmp_path: Path) -> None:
     assert "--invalid-rate" not in none  # only when asked for
     assert "--disconnect-rate 0 --invalid-rate 0.25 --api-key" in render(tmp_path, "none",
                                                                          options={"invalid_rate": 0.25})
+    assert "--disconnect-rate 0 --prefill-ms-per-1k 150 --api-key" in render(tmp_path, "none",
+                                                                             options={"prefill_ms_per_1k": 150})
     fallback = render(tmp_path, "apptainer")
     assert f"export PATH={HOST_BIN_DIR}:" in fallback and "apptainer exec" not in fallback
     assert "no llm-sim image is configured" in fallback

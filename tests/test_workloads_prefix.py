@@ -55,6 +55,19 @@ def test_prefix_run_hits_the_servers_cache() -> None:
     assert len(hits) == 20 and hits.count(0) <= 2 and max(hits) == 64  # one miss per group, then the prefix hits
 
 
+def test_llmsim_prefill_cost_makes_cached_prompts_faster() -> None:
+    """--prefill-ms-per-1k: TTFT grows with the prompt tokens NOT in the cache, so a shared prefix shows in the
+    client's TTFT as on a real server (llm-sim's own truth says how much prefill each request paid)."""
+    with running(SimConfig(ttft_ms=1, itl_ms=1, prefill_ms_per_1k=200.0)) as sim:
+        cfg = workload_config(workload="prefix", prefix_tokens=512, prefix_groups=1, requests=6, input_tokens=8)
+        outcome, _ = run_workload(sim.url, cfg, concurrency=1)
+    results = sorted((r for r in outcome.results if r.server_truth), key=lambda r: r.index)
+    first, later = results[0], results[1:]
+    assert first.server_truth is not None and first.server_truth["prefill_ms"] >= 100  # ~520 uncached tokens
+    assert all(r.server_truth is not None and r.server_truth["prefill_ms"] < 10 for r in later)  # only the suffix
+    assert first.ttft is not None and all(r.ttft is not None and r.ttft < first.ttft - 0.05 for r in later)
+
+
 def test_bench_command_records_the_hit_rate(app: App, tmp_path: Path) -> None:
     out = tmp_path / "prefix.json"
     with running(SimConfig(ttft_ms=1, itl_ms=1)) as sim:

@@ -83,6 +83,8 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, SimCo
     p.add_argument("--disconnect-rate", type=rate, default=0.0, help="fraction of streams cut mid-way")
     p.add_argument("--invalid-rate", type=rate, default=0.0,
                    help="fraction of structured-output answers that break their constraint on purpose")
+    p.add_argument("--prefill-ms-per-1k", type=float, default=0.0, metavar="MS",
+                   help="TTFT added per 1,000 prompt tokens not in the prefix cache (default 0: a flat TTFT)")
     p.add_argument("--seed", type=int, default=None, help="seed of the fault draws")
     p.add_argument("--api-key-env", default="", metavar="VAR",
                    help="require 'Authorization: Bearer KEY' on the serving routes, KEY read from this variable "
@@ -99,7 +101,8 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, SimCo
         cfg = SimConfig(model=args.model, ttft_ms=args.ttft_ms, itl_ms=args.itl_ms, output_tokens=args.output_tokens,
                         tokens_per_chunk=args.tokens_per_chunk, max_concurrency=args.max_concurrency,
                         error_rate=args.error_rate, disconnect_rate=args.disconnect_rate, seed=args.seed,
-                        truth_log=args.truth_log, api_key=api_key, invalid_rate=args.invalid_rate)
+                        truth_log=args.truth_log, api_key=api_key, invalid_rate=args.invalid_rate,
+                        prefill_ms_per_1k=args.prefill_ms_per_1k)
     except ValueError as exc:
         p.error(str(exc))
     return args, cfg

@@ -37,10 +37,13 @@ class SimConfig:
     truth_log: str = ""  # also append every finished request's truth ({"id", "llmsim"}) to this JSONL file
     api_key: str = ""  # when set, /v1/* and the Ollama generate/chat/tags routes need "Authorization: Bearer KEY"
     invalid_rate: float = 0.0  # share of constrained (structured-output) answers that break their constraint
+    # Prefill cost: ms per 1,000 prompt tokens NOT in the prefix cache, added to the TTFT (0 = a flat TTFT). With
+    # it a chat's later turns and a prefix workload's shared prompts come back faster, as on a real server.
+    prefill_ms_per_1k: float = 0.0
 
     def __post_init__(self) -> None:
-        if self.ttft_ms < 0 or self.itl_ms < 0:
-            raise ValueError("ttft and itl must be >= 0")
+        if self.ttft_ms < 0 or self.itl_ms < 0 or self.prefill_ms_per_1k < 0:
+            raise ValueError("ttft, itl and prefill must be >= 0")
         if self.output_tokens < 1 or self.tokens_per_chunk < 1 or self.max_concurrency < 1:
             raise ValueError("output tokens, tokens per chunk and max concurrency must be >= 1")
         if not all(0.0 <= r <= 1.0 for r in (self.error_rate, self.disconnect_rate, self.invalid_rate)):
@@ -180,9 +183,10 @@ class Plan:
     sent: list[float] = field(default_factory=list)
     pieces: list[str] | None = None  # a structured answer's text, one piece per token (None: the word stream)
     extra: dict[str, Any] = field(default_factory=dict)  # request facts for the truth (messages, cache hits, ...)
+    prefill_ms: float = 0.0  # the uncached part of the prompt's prefill (--prefill-ms-per-1k)
 
     def token_due(self, cfg: SimConfig, i: int) -> float:
-        return self.start + (cfg.ttft_ms + i * cfg.itl_ms) / 1000.0
+        return self.start + (cfg.ttft_ms + self.prefill_ms + i * cfg.itl_ms) / 1000.0
 
     def chunks(self, cfg: SimConfig) -> list[tuple[int, int]]:
         """(first token, end token) of each chunk."""
@@ -198,7 +202,7 @@ class Plan:
                 "scheduled_first_token_ms": rel(self.token_due(cfg, 0)),
                 "scheduled_token_ms": [rel(self.token_due(cfg, i)) for i in range(self.output_tokens)],
                 "chunk_sent_ms": [rel(t) for t in self.sent], "tokens_per_chunk": cfg.tokens_per_chunk,
-                "ttft_ms": cfg.ttft_ms, "itl_ms": cfg.itl_ms, **self.extra}
+                "ttft_ms": cfg.ttft_ms, "itl_ms": cfg.itl_ms, "prefill_ms": round(self.prefill_ms, 3), **self.extra}
 
 
 class Disconnect(Exception):

@@ -170,7 +170,7 @@ class Simulator:
     def shape(self, plan: Plan, body: dict[str, Any], chat: bool) -> None:
         """The workload side of a request (``structured.shape``): prefix-cache hits, the messages it carried,
         a structured answer."""
-        shape(plan, body, chat, self.cache, self.rng, self.cfg.invalid_rate)
+        shape(plan, body, chat, self.cache, self.rng, self.cfg.invalid_rate, self.cfg.prefill_ms_per_1k)
         self.metrics.prefix_queries, self.metrics.prefix_hits = self.cache.queries, self.cache.hits
 
     async def generate(self, plan: Plan, emit: Any) -> bool:

@@ -223,11 +223,13 @@ def prompt_words(body: dict[str, Any], chat: bool) -> list[str]:
 
 
 def shape(plan: Plan, body: dict[str, Any], chat: bool, cache: PrefixCache, rng: random.Random,
-          invalid_rate: float) -> None:
+          invalid_rate: float, prefill_ms_per_1k: float = 0.0) -> None:
     """The workload side of a request: its prefix-cache hits, the messages it carried (so a client's
     multi-turn history can be checked against the truth), and a structured answer meeting its constraint
     (or, for ``invalid_rate`` of them, breaking it). BadRequest when a constraint cannot be honoured."""
-    plan.extra["prefix_hit_tokens"] = cache.query(prompt_words(body, chat))
+    words = prompt_words(body, chat)
+    plan.extra["prefix_hit_tokens"] = hits = cache.query(words)
+    plan.prefill_ms = prefill_ms_per_1k * max(0, len(words) - hits) / 1000.0
     if chat and isinstance(body.get("messages"), list):
         plan.extra["messages"] = [
             {"role": m.get("role"), "words": count_words(m.get("content")),

@@ -56,6 +56,8 @@ class LlmSim(LlmServer):
         Option("--disconnect-rate", "fraction of streams cut mid-way", _FRACTION, default=0.0, metavar="F"),
         Option("--invalid-rate", "fraction of structured-output answers that break their constraint",
                _FRACTION, default=0.0, metavar="F"),
+        Option("--prefill-ms-per-1k", "TTFT added per 1,000 prompt tokens not in its prefix cache (0: flat)",
+               _MS, default=0.0, metavar="MS"),
         Option("--seed", "seed of the error/disconnect/invalid draws (default: random)", integer(0), metavar="N"),
     )
 
@@ -75,7 +77,8 @@ class LlmSim(LlmServer):
         return {
             "model": str(values["model"]),
             **{k: int(values[k]) for k in ("output_tokens", "tokens_per_chunk", "max_concurrency")},
-            **{k: _g(values[k]) for k in ("ttft_ms", "itl_ms", "error_rate", "disconnect_rate", "invalid_rate")},
+            **{k: _g(values[k]) for k in ("ttft_ms", "itl_ms", "error_rate", "disconnect_rate", "invalid_rate",
+                                            "prefill_ms_per_1k")},
             "seed": None if seed is None or seed == "" else int(seed),
             "host_fallback": values["runtime"] == "apptainer" and self.uses_host_python(values),
         }
