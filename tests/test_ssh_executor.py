@@ -373,6 +373,32 @@ def test_exporter_sidecars_are_scraped_through_a_forward(isolated_env: Path, con
     app.close()
 
 
+def test_client_job_over_ssh_gets_the_runs_input_files(isolated_env: Path, conn: FakeConnection,
+                                                        slurm: CommentSlurm, tmp_path: Path) -> None:
+    """The client tasks on the cluster cannot read the laptop's --trace/--prompts/--structured files: they
+    are copied into the job's folder and the spec names the copies (built-in sets stay as they are)."""
+    import json
+
+    from benchctl.services.benchclient import SPEC, BenchClient
+
+    app, _buf = ssh_app(conn, slurm)
+    trace = tmp_path / "laptop" / "t.jsonl"
+    trace.parent.mkdir()
+    trace.write_text('{"timestamp": 0, "input_length": 8, "output_length": 2}\n')
+    service = app.service("bench-client")
+    assert isinstance(service, BenchClient)
+    service.spec = {"config": {"trace": str(trace), "prompts": "", "structured": "json,choice"}, "url": "u"}
+    run_dir = tmp_path / "remote-home" / "benchctl" / "jobs" / "bench-client-1"
+    service.files.mkdir(run_dir.parent)
+    service.files.mkdir(run_dir)
+    service.prepare_run_dir({}, run_dir)
+    config = json.loads((run_dir / SPEC).read_text())["config"]
+    assert config["trace"] == str(run_dir / "inputs" / "trace-t.jsonl")
+    assert (run_dir / "inputs" / "trace-t.jsonl").read_text() == trace.read_text()
+    assert config["structured"] == "json,choice" and config["prompts"] == ""
+    app.close()
+
+
 def test_tunnel_monitor_forwards_grafana_and_prometheus(isolated_env: Path, conn: FakeConnection, slurm: CommentSlurm,
                                                         service_port: int, other_port: int) -> None:
     app, buf = ssh_app(conn, slurm)

@@ -20,6 +20,7 @@ from benchctl.options import Option, integer
 from benchctl.services.server import OneShot
 
 SPEC = "spec.json"
+INPUT_KEYS = ("prompts", "trace", "structured")  # the config's values that may name a file the tasks read
 OUT = "client"  # the tasks' records and results, in the job's folder
 
 
@@ -49,7 +50,22 @@ class BenchClient(OneShot):
 
     def prepare_run_dir(self, values: Mapping[str, Any], run_dir: Path) -> None:
         self.files.mkdir(run_dir / OUT)
-        self.files.write_text(run_dir / SPEC, json.dumps(self.spec, indent=1), mode=0o600)
+        spec = self.with_inputs(run_dir) if self.ctx.executor.remote else self.spec
+        self.files.write_text(run_dir / SPEC, json.dumps(spec, indent=1), mode=0o600)
+
+    def with_inputs(self, run_dir: Path) -> dict[str, Any]:
+        """Over ssh the tasks cannot read this machine's files: the run's input files (--prompts, --trace,
+        --structured FILE) are copied into the job's folder and the spec names those copies."""
+        config = dict(self.spec.get("config") or {})
+        for key in INPUT_KEYS:
+            local = Path(str(config.get(key) or "")).expanduser()
+            if not config.get(key) or not local.is_file():
+                continue  # unset, or built-in sets (--structured json,choice)
+            remote = run_dir / "inputs" / f"{key}-{local.name}"
+            self.files.mkdir(remote.parent)
+            self.files.write_text(remote, local.read_text(encoding="utf-8"), mode=0o600)
+            config[key] = str(remote)
+        return {**self.spec, "config": config}
 
     def make_credentials(self, values: Mapping[str, Any], run_dir: Path) -> dict[str, str]:
         return dict(self.env)
