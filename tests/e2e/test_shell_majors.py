@@ -141,4 +141,5 @@ def test_keys_typed_during_a_command_wait_for_the_next_prompt(shell) -> None:  #
     sh.expect("RUNNING")
     sh.prompt()
     sh.run("stop all --yes")
+    sh.expect("stopped llm-sim job")  # stopped before the test ends (the shell is killed then: a leak)
     sh.prompt()
