@@ -111,12 +111,13 @@ class App:
     def executor_name(self) -> str:
         return self._executor.name if self._executor is not None else self.settings.text("executor")
 
-    def owns(self, job: Job) -> bool:
+    def owns(self, job: Job, *, connect: bool = True) -> bool:
         """Whether ``job`` belongs to this session's executor (and, over ssh, its login node): the jobs it
-        polls, lists as its own and may manage. Before the executor is made, by its name alone."""
-        if self._executor is None:
+        polls, lists as its own and may manage. ``connect=False`` (the toolbar, redrawn on every key) never
+        makes the executor -- over ssh that is a login -- and judges by the executor's name until it exists."""
+        if self._executor is None and not connect:
             return job.executor == self.executor_name
-        return self._executor.owns(job)
+        return self.executor.owns(job)
 
     @property
     def executor(self) -> Executor:

@@ -38,7 +38,7 @@ def make_toolbar(app: App, poller: Poller | None = None,
         if poller is not None and poller.error:
             tail.append(("class:toolbar.error", f"| {poller.error} "))
         hint = ("class:toolbar", "| Tab completes, Ctrl-D exits ")
-        jobs = [j for j in app.jobs.active() if app.owns(j)]
+        jobs = [j for j in app.jobs.active() if app.owns(j, connect=False)]
         entries: list[tuple[str, str]] = []
         for job in jobs[-MAX_JOBS:]:
             state = "ready" if job.ready else (job.health or job.state.value)

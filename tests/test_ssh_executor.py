@@ -131,6 +131,23 @@ def test_ssh_executor_needs_a_host(isolated_env: Path) -> None:
     assert "needs a login node: --remote USER@HOST[:PORT]" in buf.getvalue()
 
 
+def test_another_clusters_job_is_refused_before_anything_connects(isolated_env: Path) -> None:
+    """The first command of a session (no executor made yet) must still tell the clusters apart: judging by
+    the executor's name alone would let `stop` cancel job 777 on the wrong cluster."""
+    from benchctl.jobs import Job
+    from benchctl.slurm.states import JobState
+
+    ui, buf = string_ui()
+    settings = load_settings(executor="ssh", profile="local")
+    settings.layer({"remote.host": "u100@login.example:8822"}, "test")
+    app = App(settings=settings, ui=ui)
+    app.jobs.add(Job(id="777", service="chroma", executor="ssh", state=JobState.RUNNING,
+                     extra={"remote": "u200@other:22"}))
+    assert not app.run_line("stop 777")  # refused from the table: no connection was tried
+    assert "job 777 runs on u200@other:22; manage it with 'benchctl --remote u200@other:22'" in buf.getvalue()
+    assert not app.owns(app.jobs.get("777"))  # type: ignore[arg-type]
+
+
 # ---- commands over the connection ------------------------------------------------------------------------
 def test_queries_are_argv_quoted_and_retried_after_a_drop(executor: SshExecutor, conn: FakeConnection,
                                                           slurm: CommentSlurm) -> None:

@@ -59,7 +59,7 @@ def refresh(app: App, jobs: Sequence[Job]) -> list[Job]:
     """The jobs with their latest scheduler state and log markers (jobs of other executors as they were)."""
     from benchctl.tracking import refresh_jobs
 
-    mine = [j for j in jobs if app.executor.owns(j)]
+    mine = [j for j in jobs if app.owns(j)]
     updated = refresh_jobs(app.executor, app.jobs, mine)
     return [updated.get(j.id, j) for j in jobs]
 

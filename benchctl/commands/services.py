@@ -264,7 +264,7 @@ def cmd_stop(app: App, args: ParsedArgs) -> None:
     """Stop a service's jobs, one job, or all: the service shuts down cleanly, then the job is cancelled."""
     target = args.positionals[0]
     if target == "all":
-        jobs = [j for j in app.jobs.active() if app.executor.owns(j)]
+        jobs = [j for j in app.jobs.active() if app.owns(j)]
         if not jobs:
             app.ui.info("no active jobs")
             return
