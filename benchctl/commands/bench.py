@@ -142,8 +142,8 @@ def exporter_targets(app: App, job: Job) -> list[Any]:
             entry = json.loads(app.executor.files.read_text(folder / name))[0]
             kind = str(entry["labels"]["exporter"])
             # node:port as this machine reaches it (over ssh: a forward, as for the server itself)
-            host, _, port = str(entry["targets"][0]).rpartition(":")
-            host, local = app.executor.reach(host.strip("[]"), int(port))
+            node, _, port = str(entry["targets"][0]).rpartition(":")
+            host, local = app.executor.reach(node, int(port))
             out.append(ScrapeTarget(f"{kind}@{entry['labels']['node']}", f"http://{host}:{local}/metrics",
                                     FAMILIES[kind], monitor.credentials(mon_job)))
     except (OSError, ValueError, KeyError, IndexError, TypeError, ExecutorError):

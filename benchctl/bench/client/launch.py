@@ -118,7 +118,7 @@ def run_client(app: App, plan: ClientPlan, kind: LlmKind, target: BenchTarget, c
 
 def _run(app: App, plan: ClientPlan, kind: LlmKind, target: BenchTarget, cfg: LlmConfig, writer: RunWriter,
          progress: Progress, headers: dict[str, str], timeline: Sampler) -> RunResult:
-    from benchctl.bench.client.split import open_loop, split_counts, sweep
+    from benchctl.bench.client.split import split_counts, sweep
     from benchctl.bench.llm import server_metrics as sm
     from benchctl.bench.llm.workloads import plan_for
     from benchctl.bench.sampler import Window
@@ -131,7 +131,7 @@ def _run(app: App, plan: ClientPlan, kind: LlmKind, target: BenchTarget, cfg: Ll
     launcher.start(spec, {HEADERS_VARIABLE: json.dumps(headers)} if headers else {})
     shares = {c: split_counts(c, plan.tasks) for c, _ in sweep(cfg)}
     progress.note(f"  client: {launcher.label}; users per task " + ", ".join(
-        f"c={c}: {'+'.join(map(str, s))}" for c, s in shares.items()) if not open_loop(cfg) else
+        f"c={c}: {'+'.join(map(str, s))}" for c, s in shares.items()) if not cfg.scheduled else
         f"  client: {launcher.label}; each sends one arrival in {plan.tasks} of the schedule")
     follower = Follower(launcher)
     prefix = PrefixScrapes(target.url, headers) if plan_for(cfg).scrape_per_point else None
@@ -172,13 +172,13 @@ def _run(app: App, plan: ClientPlan, kind: LlmKind, target: BenchTarget, cfg: Ll
     if not merged.points and interrupted is None:
         raise BenchError(f"bench {target.name}: the client tasks measured nothing"
                          + (f" ({ended})" if ended else "") + f"; their output: {launcher.logs[0]}")
-    workload, said = plan_for(cfg), set()
+    workload, said = plan_for(cfg), set[str]()
     # A workload may name its points (a ramp, a trace): their records carry that name, as in this process.
     names = {point_label(c, r): workload.label(c, r) or point_label(c, r) for c, r in sweep(cfg)}
     for label, task, r in merged.requests:  # the run's requests.jsonl, as a run in this process writes it
         writer.request({"point": names.get(label, label), "task": task, **r.to_record(0.0)})
     for point in merged.points:
-        label = (f"rate {point['rate']:g}/s" if point["rate"] is not None else f"concurrency {point['concurrency']}")
+        label = point_label(point["concurrency"], point["rate"])
         named = workload.label(point["concurrency"], point["rate"])
         if named:
             point["workload_label"] = named
@@ -192,10 +192,8 @@ def _run(app: App, plan: ClientPlan, kind: LlmKind, target: BenchTarget, cfg: Ll
                 point["server_timeline"] = summary
         progress.note(f"  {named or label}: {point['completed']} ok, {point['failed']} failed, "
                       f"{point['request_throughput']:.1f} req/s ({plan.tasks} client tasks)")
-        for warning in workload.warnings(point):
-            if warning not in said:
-                said.add(warning)
-                progress.warn(f"{named or label}: {warning}")
+        for warning in workload.new_warnings(point, said):
+            progress.warn(f"{named or label}: {warning}")
     for warning in merged.warnings:
         progress.warn(warning)
     gone = any(p["client_health"]["unreachable"] or "stalled" in p["client_health"]["stopped_early"]

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from benchctl.bench.client import records as rec
-from benchctl.bench.client.split import open_loop, share, sweep
+from benchctl.bench.client.split import share, sweep
 from benchctl.bench.client.task import point_label
 from benchctl.bench.llm.config import LlmConfig
 from benchctl.bench.llm.loadgen import PointOutcome, client_limited, point_metrics
@@ -40,7 +40,7 @@ def _warm(r: Mapping[str, Any], cfg: LlmConfig, count: int) -> bool:
     """Whether a record is a warm-up request: the open loop numbers requests in the one schedule; a closed-loop
     task numbers its own interleaved with the others' (``LlmConfig.number``), and warms up with its share of
     --warmup."""
-    if open_loop(cfg):
+    if cfg.scheduled:
         return int(r["i"]) < cfg.warmup
     return int(r["i"]) // count < share(cfg.warmup, int(r["task"]), count)
 
@@ -50,7 +50,7 @@ def union(cfg: LlmConfig, count: int, records: Sequence[Mapping[str, Any]]) -> l
     warm-up requests: below ``cfg.warmup`` the warm-up ones, from it on the measured ones, in sending order."""
     loaded = sorted(((int(r["task"]), rec.load(dict(r)), _warm(r, cfg, count)) for r in records),
                     key=lambda x: (x[1].sent or x[1].scheduled, x[0]))
-    if open_loop(cfg):  # already one numbering: the schedule's
+    if cfg.scheduled:  # already one numbering: the schedule's
         return [(task, r) for task, r, _ in loaded]
     out, warm_n, measured_n = [], 0, 0
     for task, r, warm in loaded:

@@ -24,12 +24,6 @@ def share(total: int, index: int, count: int) -> int:
     return total // count + (1 if index < total % count else 0)
 
 
-def open_loop(cfg: LlmConfig) -> bool:
-    """Whether the run's arrivals are a schedule (--rate, --ramp, a trace) that the tasks split by index,
-    rather than closed-loop users (default, structured, chat, prefix without --rate) that they split by count."""
-    return cfg.scheduled
-
-
 def users(concurrency: int, open_loop: bool, index: int, count: int) -> int:
     """Task ``index``'s users (closed loop) or in-flight cap (open loop). An open loop's cap is at least 1 per
     task: its arrivals are fixed by the schedule, and a task without a slot could send none of them."""
@@ -47,10 +41,9 @@ def task_offsets(n: int, rate: float, arrival: str, burstiness: float, seed: int
 def task_config(cfg: LlmConfig, index: int, count: int) -> LlmConfig:
     """The config task ``index`` runs with. Closed loop: its share of the users and of --requests/--warmup.
     Open loop: the whole schedule's size (it takes its own arrivals from it) and its share of the cap."""
-    scheduled = open_loop(cfg)
     mine = dataclasses.replace(cfg, task_index=index, task_count=count,
-                               concurrency=[users(c, scheduled, index, count) for c in cfg.concurrency])
-    if not scheduled:
+                               concurrency=[users(c, cfg.scheduled, index, count) for c in cfg.concurrency])
+    if not cfg.scheduled:
         mine.requests = share(cfg.requests, index, count) if cfg.requests else 0
         mine.warmup = share(cfg.warmup, index, count)
     return mine
@@ -61,7 +54,7 @@ def idle(cfg: LlmConfig, whole: LlmConfig, concurrency: int) -> bool:
     them (``requests = 0`` would mean "until --duration" and run a task that should stay idle)."""
     if concurrency < 1:
         return True
-    return not open_loop(whole) and bool(whole.requests) and cfg.requests + cfg.warmup == 0
+    return not whole.scheduled and bool(whole.requests) and cfg.requests + cfg.warmup == 0
 
 
 def sweep(cfg: LlmConfig) -> list[tuple[int, float | None]]:
@@ -77,4 +70,4 @@ def split_counts(total: int, count: int) -> Sequence[int]:
     return [share(total, i, count) for i in range(count)]
 
 
-__all__ = ["idle", "open_loop", "share", "split_counts", "sweep", "task_config", "task_offsets", "users"]
+__all__ = ["idle", "share", "split_counts", "sweep", "task_config", "task_offsets", "users"]

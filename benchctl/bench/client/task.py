@@ -29,7 +29,7 @@ from types import FrameType
 from typing import Any, TypeVar
 
 from benchctl.bench.client import records as rec
-from benchctl.bench.client.split import idle, open_loop, sweep, task_config, users
+from benchctl.bench.client.split import idle, sweep, task_config, users
 from benchctl.bench.llm.config import LlmConfig
 
 PREFIX = "BENCHCTL_CLIENT "
@@ -134,7 +134,7 @@ def run_task(spec: dict[str, Any], out: Path, index: int, count: int) -> int:
         cfg = task_config(whole, index, count)
         for p, (total, rate) in enumerate(sweep(whole)):
             label = point_label(total, rate)
-            mine = users(total, open_loop(whole), index, count)
+            mine = users(total, whole.scheduled, index, count)
             start_wall = barrier(out, p, index, count)
             emit({"task": index, "event": "point", "point": label, "start": start_wall})
             if idle(cfg, whole, mine):

@@ -253,10 +253,8 @@ class LlmKind(BenchKind):
                 progress.warn(f"{label}: {warning}")
             if outcome.stopped_early:
                 progress.warn(f"{label}: stopped early: {outcome.stopped_early}")
-            for warning in workload.warnings(metrics):
-                if warning not in said:
-                    said.add(warning)
-                    progress.warn(f"{label}: {warning}")
+            for warning in workload.new_warnings(metrics, said):
+                progress.warn(f"{label}: {warning}")
             if outcome.unreachable and n + 1 < len(sweep):
                 progress.warn(f"the server cannot be reached: {len(sweep) - n - 1} point(s) skipped")
                 break

@@ -191,7 +191,8 @@ async def run_point(url: str, cfg: LlmConfig, concurrency: int, rate: float | No
         def next_index(due: float | None = None) -> int | None:
             # An open loop's arrival counts by when it was DUE: a dispatcher running late (a busy machine) must
             # still send an arrival scheduled before the end, or lateness would silently thin the schedule.
-            if st.stop_reason or (limit and counter[0] >= limit) or (due or time.perf_counter()) >= deadline:
+            when = time.perf_counter() if due is None else due
+            if st.stop_reason or (limit and counter[0] >= limit) or when >= deadline:
                 return None
             counter[0] += 1
             return counter[0] - 1

@@ -93,8 +93,14 @@ class Workload:
         return {"per_second": per_second(measured, t0, self.cfg)} if self.cfg.ramp else {}
 
     def warnings(self, metrics: Mapping[str, Any]) -> list[str]:
-        """What the user must read about a point (said once per run by the kind)."""
+        """What the user must read about a point (said once per run: ``new_warnings``)."""
         return []
+
+    def new_warnings(self, metrics: Mapping[str, Any], said: set[str]) -> list[str]:
+        """The point's warnings not yet in ``said`` (which they join): each is said once per run."""
+        new = [w for w in dict.fromkeys(self.warnings(metrics)) if w not in said]
+        said.update(new)
+        return new
 
 
 def _load(name: str) -> Callable[[], type[Workload]]:
